@@ -1,0 +1,105 @@
+// Package transport is the contract every message transport of gofedmsg
+// honours: ZeroMQ, STOMP, AMQP and the in-memory reference. The bridge and the
+// library talk to transports only through these types, so a route can join
+// any two of them.
+package transport
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Sentinel errors, checked with errors.Is. Transports wrap them with the
+// endpoint or broker at fault.
+var (
+	// ErrClosed: the transport was closed; nothing more can be published.
+	ErrClosed = errors.New("transport: closed")
+	// ErrNotConnected: no broker or peer is reachable right now.
+	ErrNotConnected = errors.New("transport: not connected")
+	// ErrPermanent marks a Nack cause that must not be redelivered.
+	ErrPermanent = errors.New("transport: permanent failure")
+	// ErrBadMessage: a message was refused for its shape (frames, size, JSON).
+	ErrBadMessage = errors.New("transport: bad message")
+)
+
+// Message is one fedmsg message as it travels.
+type Message struct {
+	// Topic is the fully-qualified fedmsg topic (ZeroMQ frame 0).
+	Topic string
+	// Body is the envelope JSON, forwarded verbatim: signatures live here,
+	// so no transport re-serialises it.
+	Body []byte
+	// ID is the envelope's msg_id when known.
+	ID string
+	// Headers carries transport metadata; it is never part of what is signed.
+	Headers map[string]string
+}
+
+// Capabilities says what a transport can honestly promise, so that callers
+// (the bridge, the conformance suite) decide from declarations, not guesses.
+type Capabilities struct {
+	Confirms   bool // Publish returns nil only once the peer accepted the message
+	Redelivery bool // Nack makes the source deliver the message again
+	Durable    bool // messages survive a restart of the peer
+	Ordered    bool // one publisher's messages arrive in the order sent
+}
+
+// Transport publishes and subscribes fedmsg messages.
+type Transport interface {
+	Capabilities() Capabilities
+	// Publish sends msgs in order. nil means accepted (confirmed by the
+	// broker where Capabilities().Confirms).
+	Publish(ctx context.Context, msgs ...*Message) error
+	// Subscribe delivers messages whose topic matches one of patterns
+	// (fedmsg prefix semantics on ZeroMQ; "" matches all). The channel is
+	// closed when ctx ends or the transport is closed.
+	Subscribe(ctx context.Context, patterns ...string) (<-chan *Delivery, error)
+	// Close releases the transport, draining in-flight work within ctx.
+	Close(ctx context.Context) error
+}
+
+// Settler settles a delivery with its source. Transports without
+// redelivery pass nil, which makes Ack and Nack no-ops.
+type Settler interface {
+	Ack(ctx context.Context) error
+	Nack(ctx context.Context, cause error) error
+}
+
+// Delivery is a received message and its settlement. Ack and Nack are
+// idempotent: only the first settlement reaches the source.
+type Delivery struct {
+	Message *Message
+	// Source names where the message came from (an endpoint URL, a queue).
+	Source string
+
+	settler Settler
+	once    sync.Once
+	err     error
+}
+
+// NewDelivery wraps msg with settler (nil for transports that cannot settle).
+func NewDelivery(msg *Message, source string, settler Settler) *Delivery {
+	return &Delivery{Message: msg, Source: source, settler: settler}
+}
+
+// Ack tells the source the message was handled.
+func (d *Delivery) Ack(ctx context.Context) error {
+	d.once.Do(func() {
+		if d.settler != nil {
+			d.err = d.settler.Ack(ctx)
+		}
+	})
+	return d.err
+}
+
+// Nack tells the source the message was not handled; it is redelivered
+// unless errors.Is(cause, ErrPermanent).
+func (d *Delivery) Nack(ctx context.Context, cause error) error {
+	d.once.Do(func() {
+		if d.settler != nil {
+			d.err = d.settler.Nack(ctx, cause)
+		}
+	})
+	return d.err
+}

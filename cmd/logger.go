@@ -1,0 +1,150 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/message"
+)
+
+type loggerFlags struct {
+	message    string
+	jsonInput  bool
+	topic      string
+	modname    string
+	certPrefix string
+}
+
+func newLoggerCmd(e *env) *cobra.Command {
+	var f loggerFlags
+	c := &cobra.Command{
+		Use:   "logger",
+		Short: "Publish messages from the command line through the relay",
+		Long: `Publish messages like fedmsg-logger, through the relay at relay_inbound
+(active mode). The topic is <topic_prefix>.<environment>.<modname>.<topic>.
+
+  --message TEXT               one message, body {"log": TEXT}
+  --message TEXT --json-input  one message, TEXT parsed as JSON
+  --json-input                 all of stdin parsed as one JSON value
+  (neither)                    one message per stdin line, {"log": line}`,
+		Example: `  echo "Hello, world." | fedmsg logger
+  fedmsg logger --message "deployed" --modname ansible --topic playbook.complete
+  echo '{"repo": "fedmsg"}' | fedmsg logger --json-input --modname git --topic repo.update`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runLogger(c, e, f)
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&f.message, "message", "", "publish this `TEXT` instead of reading stdin")
+	fs.BoolVar(&f.jsonInput, "json-input", false, "parse the input as JSON instead of wrapping it in {\"log\": ...}")
+	fs.StringVar(&f.topic, "topic", "log", "topic suffix after the modname")
+	fs.StringVar(&f.modname, "modname", "logger", "module name, the topic part after the environment")
+	fs.StringVar(&f.certPrefix, "cert-prefix", "shell", "certificate prefix used when sign_messages is true")
+	return c
+}
+
+func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
+	cfg, log, done, err := prepare(c, e)
+	if err != nil || done {
+		return err
+	}
+	cfg.Active = true // fedmsg-logger always publishes through the relay
+	if cfg.CertPrefix == "" {
+		cfg.CertPrefix = f.certPrefix
+	}
+	bodies, err := loggerBodies(e.stdin, f)
+	if err != nil {
+		return usage(err)
+	}
+	ctx := c.Context()
+	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
+	if err != nil {
+		return failure(err)
+	}
+	defer func() {
+		// zmq_linger bounds the flush; a little more bounds the close.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ZMQLinger)*time.Millisecond+2*time.Second)
+		defer cancel()
+		if cerr := fc.Close(closeCtx); cerr != nil {
+			log.Warn("close", "err", cerr)
+		}
+	}()
+	// stdin may block forever; a signal must still end the command at once.
+	errc := make(chan error, 1)
+	go func() { errc <- publishBodies(ctx, fc, bodies, f) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil // interrupted: a clean exit
+	}
+}
+
+func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(loggerBody) bool), f loggerFlags) error {
+	for body := range bodies {
+		if body.err != nil {
+			return usage(body.err)
+		}
+		if err := fc.Publish(ctx, f.topic, f.modname, body.msg); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return failure(err)
+		}
+	}
+	return nil
+}
+
+type loggerBody struct {
+	msg any
+	err error
+}
+
+// loggerBodies yields the messages fedmsg-logger would send for f, reading
+// stdin lazily so a long-running pipe publishes as lines arrive.
+func loggerBodies(stdin io.Reader, f loggerFlags) (func(func(loggerBody) bool), error) {
+	switch {
+	case f.message != "" && f.jsonInput:
+		v, err := message.Decode([]byte(f.message))
+		if err != nil {
+			return nil, fmt.Errorf("--message is not valid JSON: %w", err)
+		}
+		return one(v), nil
+	case f.message != "":
+		return one(map[string]any{"log": f.message}), nil
+	case f.jsonInput:
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		v, err := message.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("stdin is not one JSON value: %w", err)
+		}
+		return one(v), nil
+	}
+	return func(yield func(loggerBody) bool) {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64*1024), 16<<20)
+		for sc.Scan() {
+			if !yield(loggerBody{msg: map[string]any{"log": strings.TrimSpace(sc.Text())}}) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			yield(loggerBody{err: fmt.Errorf("read stdin: %w", err)})
+		}
+	}, nil
+}
+
+func one(v any) func(func(loggerBody) bool) {
+	return func(yield func(loggerBody) bool) { yield(loggerBody{msg: v}) }
+}

@@ -1,0 +1,190 @@
+package cmd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/message"
+)
+
+type tailFlags struct {
+	topics       []string
+	exclude      string
+	include      string
+	reallyPretty bool
+	json         bool
+	count        int
+}
+
+func newTailCmd(e *env) *cobra.Command {
+	var f tailFlags
+	c := &cobra.Command{
+		Use:   "tail",
+		Short: "Print messages from every endpoint of the bus",
+		Long: `Watch the bus like fedmsg-tail: connect to every URL of every endpoints
+key (but relay_inbound), subscribe to the --topic prefixes, and print
+each message as "<topic> <body>" until interrupted.
+
+  --json           print each body (ZeroMQ frame 1) exactly as received, one per line
+  --really-pretty  indented JSON without signature and certificate, coloured on a terminal`,
+		Example: `  fedmsg tail
+  fedmsg tail --topic org.fedoraproject.prod.bodhi. --really-pretty
+  fedmsg tail --json --count 10 > ten.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runTail(c, e, f)
+		},
+	}
+	fs := c.Flags()
+	fs.StringArrayVar(&f.topics, "topic", nil, "subscribe to topics starting with `PREFIX` (repeatable; default everything)")
+	fs.StringVar(&f.exclude, "exclude", "_heartbeat", "skip topics matching this `REGEXP`")
+	fs.StringVar(&f.include, "include", "", "print only topics matching this `REGEXP` (default all)")
+	fs.BoolVar(&f.reallyPretty, "really-pretty", false, "indented, credentials stripped, coloured when stdout is a terminal")
+	fs.BoolVar(&f.json, "json", false, "print each received body verbatim, one per line")
+	fs.IntVar(&f.count, "count", 0, "exit after `N` messages (0: run until interrupted)")
+	return c
+}
+
+func runTail(c *cobra.Command, e *env, f tailFlags) error {
+	if f.json && f.reallyPretty {
+		return usage(fmt.Errorf("--json and --really-pretty exclude each other"))
+	}
+	if f.count < 0 {
+		return usage(fmt.Errorf("--count must be >= 0, got %d", f.count))
+	}
+	exclude, err := optionalRegexp("--exclude", f.exclude)
+	if err != nil {
+		return err
+	}
+	include, err := optionalRegexp("--include", f.include)
+	if err != nil {
+		return err
+	}
+	cfg, log, done, err := prepare(c, e)
+	if err != nil || done {
+		return err
+	}
+	cfg.Active, cfg.Name = false, "" // tail never publishes
+	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
+	if err != nil {
+		return failure(err)
+	}
+	defer fc.Close(c.Context())
+	colour := f.reallyPretty && isTerminal(e.stdout)
+	seen := 0
+	for m, err := range fc.Tail(c.Context(), f.topics...) {
+		if err != nil {
+			return failure(err)
+		}
+		if exclude != nil && exclude.MatchString(m.Topic) || include != nil && !include.MatchString(m.Topic) {
+			continue
+		}
+		if err := printMessage(e.stdout, m, f, colour); err != nil {
+			return failure(err)
+		}
+		seen++
+		if f.count > 0 && seen >= f.count {
+			return nil
+		}
+	}
+	return nil // interrupted
+}
+
+func optionalRegexp(flag, expr string) (*regexp.Regexp, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, usage(fmt.Errorf("%s: %w", flag, err))
+	}
+	return re, nil
+}
+
+func printMessage(w io.Writer, m *fedmsg.Received, f tailFlags, colour bool) error {
+	switch {
+	case f.json:
+		buf := make([]byte, 0, len(m.Body)+1)
+		_, err := w.Write(append(append(buf, m.Body...), '\n'))
+		return err
+	case f.reallyPretty:
+		out, err := message.Pretty(message.WithoutCredentials(m.Envelope))
+		if err != nil {
+			return err
+		}
+		if colour {
+			out = colourJSON(out)
+		}
+		_, err = fmt.Fprintf(w, "%s\n", out)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s %s\n", m.Topic, m.Body)
+	return err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// ANSI colours for --really-pretty on a terminal: keys blue, strings green,
+// numbers and literals yellow.
+const (
+	ansiKey    = "\x1b[34m"
+	ansiString = "\x1b[32m"
+	ansiOther  = "\x1b[33m"
+	ansiReset  = "\x1b[0m"
+)
+
+// colourJSON colours pretty JSON (ASCII, as message.Pretty makes it).
+func colourJSON(in []byte) []byte {
+	var out bytes.Buffer
+	for i := 0; i < len(in); {
+		c := in[i]
+		switch {
+		case c == '"':
+			j := i + 1
+			for j < len(in) && in[j] != '"' {
+				if in[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j++
+			if j > len(in) {
+				j = len(in)
+			}
+			col := ansiString
+			if k := bytes.IndexFunc(in[j:], func(r rune) bool { return r != ' ' }); k >= 0 && in[j+k] == ':' {
+				col = ansiKey
+			}
+			out.WriteString(col)
+			out.Write(in[i:j])
+			out.WriteString(ansiReset)
+			i = j
+		case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n' || c == 'N' || c == 'I':
+			j := i
+			for j < len(in) && bytes.IndexByte([]byte(",]}\n "), in[j]) < 0 {
+				j++
+			}
+			out.WriteString(ansiOther)
+			out.Write(in[i:j])
+			out.WriteString(ansiReset)
+			i = j
+		default:
+			out.WriteByte(c)
+			i++
+		}
+	}
+	return out.Bytes()
+}

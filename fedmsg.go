@@ -1,0 +1,188 @@
+// Package fedmsg is the library API of gofedmsg: build a context from the
+// fedmsg configuration, Publish messages with fedmsg's envelope, and Tail
+// the bus. Messages are byte-compatible with Python fedmsg.
+//
+// Where a message goes: message/ builds and canonicalises the envelope,
+// transport/zmq/ puts it on the wire, the relay (transport/zmq.Relay)
+// fans it out, and Tail reads it back.
+package fedmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/transport"
+	"github.com/gofedmsg/fedmsg/transport/zmq"
+)
+
+// Sentinel errors of the library.
+var (
+	// ErrNoPublisher: this context was not configured to publish.
+	ErrNoPublisher = errors.New("fedmsg: no publisher")
+	// ErrNoModname: Publish needs a modname (Go cannot guess it from the
+	// call stack as Python fedmsg does).
+	ErrNoModname = errors.New("fedmsg: modname is required")
+	// ErrUnsupported: the configuration asks for a transport this build
+	// does not have yet.
+	ErrUnsupported = errors.New("fedmsg: unsupported configuration")
+)
+
+// Option adjusts a Context.
+type Option func(*Context)
+
+// WithLogger sets the logger for warnings (dropped messages, no relay).
+func WithLogger(l *slog.Logger) Option { return func(c *Context) { c.log = l } }
+
+// WithModname sets the modname used when Publish is given none, and the
+// endpoint name "<modname>.<short hostname>" fedmsg would guess.
+func WithModname(m string) Option { return func(c *Context) { c.modname = m } }
+
+// WithHostname overrides the short host name used in endpoint names.
+func WithHostname(h string) Option { return func(c *Context) { c.hostname = h } }
+
+// Context publishes and tails the bus for one configuration. It is safe for
+// concurrent use; its message counter "i" is shared by all publishers of
+// the context.
+type Context struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	modname  string
+	hostname string
+	username string
+	counter  message.Counter
+
+	pub     transport.Transport // nil when this context does not publish
+	pubName string              // endpoint name, for errors
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New builds a context. It opens the publishing socket at once when the
+// configuration names one (active mode, or a "name" found in endpoints), so
+// a busy port is reported here rather than at the first Publish.
+func New(cfg *config.Config, opts ...Option) (*Context, error) {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.ZMQEnabled {
+		return nil, fmt.Errorf("%w: zmq_enabled is false, and publishing through STOMP or AMQP is not built yet", ErrUnsupported)
+	}
+	c := &Context{cfg: cfg, username: message.Username()}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.hostname == "" {
+		c.hostname = shortHostname()
+	}
+	if err := c.openPublisher(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Config returns the configuration the context was built from.
+func (c *Context) Config() *config.Config { return c.cfg }
+
+func shortHostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}
+
+// publisherEndpoints decides how this context publishes, as fedmsg does:
+// active mode connects to relay_inbound; otherwise the endpoint name is
+// "name" (or "<modname>.<host>") and its endpoints are bound.
+func (c *Context) publisherEndpoints() (name string, bind, connect []string) {
+	cfg := c.cfg
+	if cfg.Mute {
+		return "", nil, nil
+	}
+	if cfg.Active {
+		return "relay_inbound", nil, cfg.RelayInbound
+	}
+	candidates := []string{cfg.Name}
+	if cfg.Name != "" {
+		candidates = append(candidates, cfg.Name+"."+c.hostname)
+	}
+	if c.modname != "" {
+		candidates = append(candidates, c.modname+"."+c.hostname)
+	}
+	for _, n := range candidates {
+		if n == "" {
+			continue
+		}
+		if eps, ok := cfg.Endpoints[n]; ok && len(eps) > 0 {
+			return n, eps, nil
+		}
+	}
+	return "", nil, nil
+}
+
+func (c *Context) openPublisher() error {
+	name, bind, connect := c.publisherEndpoints()
+	if len(bind) == 0 && len(connect) == 0 {
+		return nil
+	}
+	o := ZMQOptions(c.cfg, c.log)
+	o.Bind, o.Connect = bind, connect
+	o.BindKey = fmt.Sprintf("endpoints[%q]", name)
+	t, err := zmq.New(o)
+	if err != nil {
+		return fmt.Errorf("fedmsg: publisher %q: %w", name, err)
+	}
+	c.pub, c.pubName = t, name
+	c.log.Debug("publisher ready", "name", name, "endpoint", t.PublisherAddr())
+	return nil
+}
+
+// ZMQOptions translates fedmsg's socket keys into ZeroMQ transport options.
+func ZMQOptions(cfg *config.Config, log *slog.Logger) zmq.Options {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	return zmq.Options{
+		HighWaterMark:     cfg.HighWaterMark,
+		IOThreads:         cfg.IOThreads,
+		Linger:            ms(cfg.ZMQLinger),
+		ReconnectIvl:      ms(cfg.ZMQReconnectIvl),
+		ReconnectIvlMax:   ms(cfg.ZMQReconnectIvlMax),
+		TCPKeepalive:      cfg.ZMQTCPKeepalive,
+		TCPKeepaliveCnt:   cfg.ZMQTCPKeepaliveCnt,
+		TCPKeepaliveIdle:  cfg.ZMQTCPKeepaliveIdle,
+		TCPKeepaliveIntvl: cfg.ZMQTCPKeepaliveIntvl,
+		MaxMsgSize:        cfg.ZMQMaxMsgSize,
+		SubscriberReady:   time.Duration(cfg.PostInitSleep * float64(time.Second)),
+		Logger:            log,
+	}
+}
+
+// Close flushes what was published (within zmq_linger) and releases the
+// sockets, giving up when ctx ends.
+func (c *Context) Close(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.pub != nil {
+		return c.pub.Close(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package fedmsg
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/transport/zmq"
+)
+
+// Received is one message read off the bus.
+type Received struct {
+	// Endpoint is the URL it came from.
+	Endpoint string
+	// Topic is frame 0, as sent.
+	Topic string
+	// Body is frame 1, byte for byte.
+	Body []byte
+	// Envelope is Body decoded (numbers keep their text).
+	Envelope map[string]any
+}
+
+// SubscribeEndpoints lists what a subscriber connects to, as fedmsg's
+// tail does: every URL of every endpoints key but relay_inbound, with a "*"
+// host replaced by 127.0.0.1, in key order, each once.
+func SubscribeEndpoints(cfg *config.Config) []string {
+	keys := make([]string, 0, len(cfg.Endpoints))
+	for k := range cfg.Endpoints {
+		if k != "relay_inbound" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		for _, ep := range cfg.Endpoints[k] {
+			ep = strings.Replace(ep, "://*:", "://127.0.0.1:", 1)
+			if !slices.Contains(out, ep) {
+				out = append(out, ep)
+			}
+		}
+	}
+	return out
+}
+
+// ResolveSRV looks up _fedmsg._tcp.<domain> for each srv_endpoints domain
+// and returns domain -> tcp://target:port, as fedmsg does at config load.
+// A domain that does not resolve is reported to warn and skipped.
+func ResolveSRV(ctx context.Context, r *net.Resolver, domains []string, warn func(domain string, err error)) map[string][]string {
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	out := map[string][]string{}
+	for _, d := range domains {
+		_, addrs, err := r.LookupSRV(ctx, "fedmsg", "tcp", d)
+		if err != nil {
+			if warn != nil {
+				warn(d, err)
+			}
+			continue
+		}
+		for _, a := range addrs {
+			out[d] = append(out[d], "tcp://"+net.JoinHostPort(a.Target, strconv.Itoa(int(a.Port))))
+		}
+	}
+	return out
+}
+
+// Tail yields every well-formed message whose topic starts with one of
+// prefixes ("" or none: everything) until ctx ends or the loop stops. A
+// message whose envelope topic differs from its frame-0 topic is dropped:
+// the frame topic is not authenticated, the envelope's is. An error is
+// yielded only when the subscription cannot start.
+func (c *Context) Tail(ctx context.Context, prefixes ...string) iter.Seq2[*Received, error] {
+	return func(yield func(*Received, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		endpoints := SubscribeEndpoints(c.cfg)
+		if len(c.cfg.SRVEndpoints) > 0 {
+			srv := ResolveSRV(ctx, nil, c.cfg.SRVEndpoints, func(d string, err error) {
+				c.log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
+			})
+			for _, d := range c.cfg.SRVEndpoints {
+				endpoints = append(endpoints, srv[d]...)
+			}
+		}
+		o := ZMQOptions(c.cfg, c.log)
+		o.Subscribe = endpoints
+		sub, err := zmq.New(o)
+		if err != nil {
+			yield(nil, fmt.Errorf("fedmsg: tail: %w", err))
+			return
+		}
+		defer sub.Close(context.WithoutCancel(ctx))
+		ch, err := sub.Subscribe(ctx, prefixes...)
+		if err != nil {
+			yield(nil, fmt.Errorf("fedmsg: tail: %w", err))
+			return
+		}
+		for d := range ch {
+			env, err := message.DecodeObject(d.Message.Body)
+			if err != nil {
+				c.log.Warn("dropped undecodable message", "endpoint", d.Source, "topic", d.Message.Topic, "err", err)
+				continue
+			}
+			if t, _ := env["topic"].(string); t != d.Message.Topic {
+				c.log.Warn("dropped message whose envelope topic differs from its frame topic", "endpoint", d.Source, "frame_topic", d.Message.Topic, "envelope_topic", t)
+				continue
+			}
+			if !yield(&Received{Endpoint: d.Source, Topic: d.Message.Topic, Body: d.Message.Body, Envelope: env}, nil) {
+				return
+			}
+		}
+	}
+}

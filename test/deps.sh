@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing gofedmsg needs and is missing: libzmq
+# (Debian's libzmq3-dev, found through pkg-config) and a C compiler for cgo.
+# Idempotent: does nothing when all is there.
+set -euo pipefail
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists libzmq 2>/dev/null || missing+=(libzmq3-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "deps: missing ${missing[*]} and not root (no sudo): install them with apt-get" >&2
+    exit 1
+  fi
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+pkg-config --exists libzmq

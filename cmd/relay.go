@@ -1,8 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,13 +38,44 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 				return failure(err)
 			}
 			log.Info("relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "high_water_mark", cfg.HighWaterMark)
+			stopReports := reportDrops(c.Context(), log, r.Stats(), dropReportInterval)
 			err = r.Run(c.Context())
+			stopReports()
 			st := r.Stats()
-			log.Info("relay stopped", "forwarded", st.Received(), "dropped", st.DroppedTotal())
+			log.Info("relay stopped", "forwarded", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())
 			if err != nil {
 				return failure(fmt.Errorf("relay: %w", err))
 			}
 			return nil
 		},
 	}
+}
+
+// dropReportInterval paces the relay's warnings about malformed input:
+// often enough to notice a bad publisher, never once per message.
+const dropReportInterval = 30 * time.Second
+
+// reportDrops warns, at most once per interval, when messages were dropped
+// since the last report. The returned func stops it.
+func reportDrops(ctx context.Context, log *slog.Logger, st *zmq.Stats, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		var last uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n := st.DroppedTotal(); n > last {
+					log.Warn("relay dropped malformed messages", "since_last_report", n-last, "dropped_by_reason", st.DroppedByReason())
+					last = n
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -186,7 +186,7 @@ func TestRelayDropsBadFramesAndForwardsPythonFramesVerbatim(t *testing.T) {
 	if code := relay.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("relay exited %d on SIGTERM, want 0", code)
 	}
-	if !strings.Contains(relay.stderr.String(), "dropped=7") {
+	if !strings.Contains(relay.stderr.String(), "dropped=7") || !strings.Contains(relay.stderr.String(), "oversize:1") {
 		t.Errorf("relay did not report the 7 drops on exit:\n%s", relay.stderr.String())
 	}
 }
@@ -348,5 +348,43 @@ func TestConfigCommand(t *testing.T) {
 	out, _, _ = b.run("", "config", "--query", "stomp_pass")
 	if strings.Contains(out, "hunter2") {
 		t.Errorf("--query stomp_pass printed the secret")
+	}
+}
+
+func TestTailReallyPrettyStripsCredentials(t *testing.T) {
+	b := newBus(t)
+	b.startRelay()
+	tail := b.start("tail", "--really-pretty", "--topic", "org.fedoraproject.dev.git.")
+	pub, _ := rawSockets(t, b)
+	frame0, frame1 := wire(t, "logger-signed-json")
+	// tail's own subscription settles at an unknown moment: resend until
+	// the first line comes out.
+	var first string
+	deadline := time.Now().Add(20 * time.Second)
+	for first == "" {
+		pub.SendMessage(frame0, frame1)
+		select {
+		case first = <-tail.lines:
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tail printed nothing; stderr:\n%s", tail.stderr.String())
+		}
+	}
+	if first != "{" {
+		t.Fatalf("first line %q, want the opening of indented JSON", first)
+	}
+	var lines []string
+	for l := tail.nextLine(t); l != "}"; l = tail.nextLine(t) {
+		lines = append(lines, l)
+	}
+	out := strings.Join(lines, "\n")
+	if strings.Contains(out, "signature") || strings.Contains(out, "certificate") || strings.Contains(out, "\x1b[") {
+		t.Errorf("--really-pretty to a pipe must strip credentials and colours:\n%s", out)
+	}
+	for _, want := range []string{`  "crypto": "x509",`, `  "topic": "org.fedoraproject.dev.git.repo.update",`, `    "authors": [`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--really-pretty output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -62,6 +62,17 @@ func (s *Stats) DroppedTotal() uint64 {
 	return n
 }
 
+// DroppedByReason returns the non-zero drop counts keyed by reason name.
+func (s *Stats) DroppedByReason() map[string]uint64 {
+	out := map[string]uint64{}
+	for r := DropNone + 1; r < numDropReasons; r++ {
+		if n := s.dropped[r].Load(); n > 0 {
+			out[r.String()] = n
+		}
+	}
+	return out
+}
+
 func (s *Stats) count(r DropReason) {
 	if r == DropNone {
 		s.received.Add(1)

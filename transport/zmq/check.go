@@ -18,6 +18,7 @@ const (
 	DropTopicUTF8            // frame 0 is not valid UTF-8
 	DropOversize             // frame 1 is larger than MaxMsgSize
 	DropNotObject            // frame 1 is not a JSON object
+	DropTransform            // the relay's transform (signing) failed
 	numDropReasons
 )
 
@@ -31,6 +32,8 @@ func (r DropReason) String() string {
 		return "oversize"
 	case DropNotObject:
 		return "body_not_json_object"
+	case DropTransform:
+		return "transform_failed"
 	}
 	return "none"
 }

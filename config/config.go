@@ -190,6 +190,15 @@ type Config struct {
 	// GPGKeys maps "<cert_prefix>.<short hostname>" to a key fingerprint.
 	// Default {}.
 	GPGKeys map[string]string `koanf:"gpg_keys"`
+	// GPGKeyring lists OpenPGP public key files (armored or binary) that
+	// gpg validation trusts; empty means the keys found in gpg_home
+	// (pubring.gpg, *.asc). New key: GnuPG 2's keybox (pubring.kbx) cannot
+	// be read without the gpg binary, so export the keys to a file.
+	GPGKeyring []string `koanf:"gpg_keyring"`
+	// GPGSecretKeyring lists OpenPGP secret key files (exported with
+	// gpg --export-secret-keys) for gpg signing; empty means the *.asc
+	// and *.gpg files in gpg_home. New key, for the same reason.
+	GPGSecretKeyring []string `koanf:"gpg_secret_keyring"`
 
 	// ---- STOMP ----
 

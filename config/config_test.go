@@ -106,6 +106,8 @@ func TestDefaults(t *testing.T) {
 		"gpg_home":                  "",
 		"gpg_signing_key":           "",
 		"gpg_keys":                  map[string]string{},
+		"gpg_keyring":               []string(nil),
+		"gpg_secret_keyring":        []string(nil),
 		"stomp_uri":                 "",
 		"stomp_user":                "",
 		"stomp_pass":                "",

@@ -52,7 +52,8 @@ type Transport interface {
 	// broker where Capabilities().Confirms).
 	Publish(ctx context.Context, msgs ...*Message) error
 	// Subscribe delivers messages whose topic matches one of patterns
-	// (fedmsg prefix semantics on ZeroMQ; "" matches all). The channel is
+	// (message.Pattern: a plain prefix, or an fnmatch glob over the whole
+	// topic; "" or none matches all). The channel is
 	// closed when ctx ends or the transport is closed.
 	Subscribe(ctx context.Context, patterns ...string) (<-chan *Delivery, error)
 	// Close releases the transport, draining in-flight work within ctx.

@@ -79,13 +79,19 @@ func applyOptions(s *zmq4.Socket, typ zmq4.Type, o Options) error {
 
 // PublisherBindAddr rewrites a tcp endpoint to bind every interface on its
 // port, as fedmsg does for publishers: the host in endpoints is the name
-// others connect to, not an address to bind. Other schemes are kept.
+// others connect to, not an address to bind. A loopback address is the
+// exception and is bound as written: an endpoint nobody else can reach
+// must not open a port on every interface. Other schemes are kept.
 func PublisherBindAddr(endpoint string) string {
 	if !strings.HasPrefix(endpoint, "tcp://") {
 		return endpoint
 	}
 	i := strings.LastIndex(endpoint, ":")
 	if i < len("tcp://") {
+		return endpoint
+	}
+	host := strings.Trim(endpoint[len("tcp://"):i], "[]")
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return endpoint
 	}
 	return "tcp://*" + endpoint[i:]

@@ -12,6 +12,7 @@ import (
 
 	zmq4 "github.com/pebbe/zmq4"
 
+	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -183,8 +184,11 @@ func (t *Transport) drainSubscriptions() {
 	}
 }
 
-// Subscribe connects one SUB socket per endpoint, subscribed to each prefix
-// in patterns ("" or none: everything), and delivers well-formed messages.
+// Subscribe connects one SUB socket per endpoint and delivers well-formed
+// messages whose topic matches one of patterns (none: everything). Patterns
+// are message.Pattern, as on every transport: a plain prefix, or an fnmatch
+// glob. The SUB sockets subscribe to each pattern's Prefix() and globs are
+// then checked in-process, so a glob means the same here as on STOMP.
 // Malformed input is dropped and counted in Stats.
 func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *transport.Delivery, error) {
 	if t.isClosed() {
@@ -193,8 +197,23 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 	if len(t.opts.Subscribe) == 0 {
 		return nil, errors.New("zmq: nothing to subscribe to: endpoints is empty")
 	}
-	if len(patterns) == 0 {
-		patterns = []string{""}
+	compiled := make([]message.Pattern, 0, len(patterns))
+	for _, p := range patterns {
+		c, err := message.CompilePattern(p)
+		if err != nil {
+			return nil, fmt.Errorf("zmq: subscribe: %w", err)
+		}
+		compiled = append(compiled, c)
+	}
+	prefixes := subscriptionPrefixes(compiled)
+	// Only globs need a second look: ZeroMQ's own filter is exactly a
+	// prefix pattern's meaning.
+	var filter []message.Pattern
+	for _, c := range compiled {
+		if c.Glob() {
+			filter = compiled
+			break
+		}
 	}
 	socks := make([]*zmq4.Socket, 0, len(t.opts.Subscribe))
 	closeAll := func() {
@@ -209,7 +228,7 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 			return nil, err
 		}
 		socks = append(socks, s)
-		for _, p := range patterns {
+		for _, p := range prefixes {
 			if err := s.SetSubscribe(p); err != nil {
 				closeAll()
 				return nil, fmt.Errorf("zmq: subscribe %q: %w", p, err)
@@ -222,12 +241,34 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 	}
 	out := make(chan *transport.Delivery, 256)
 	t.subs.Add(1)
-	go t.receive(ctx, socks, t.opts.Subscribe, out)
+	go t.receive(ctx, socks, t.opts.Subscribe, filter, out)
 	return out, nil
 }
 
-// receive owns socks until ctx ends or the transport closes.
-func (t *Transport) receive(ctx context.Context, socks []*zmq4.Socket, endpoints []string, out chan<- *transport.Delivery) {
+// subscriptionPrefixes is what the SUB sockets subscribe to for patterns:
+// each one's Prefix(), without duplicates; just "" when any prefix is ""
+// (it selects everything) or there are no patterns.
+func subscriptionPrefixes(patterns []message.Pattern) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range patterns {
+		if p.Prefix() == "" {
+			return []string{""}
+		}
+		if !seen[p.Prefix()] {
+			seen[p.Prefix()] = true
+			out = append(out, p.Prefix())
+		}
+	}
+	if len(out) == 0 {
+		return []string{""}
+	}
+	return out
+}
+
+// receive owns socks until ctx ends or the transport closes. When filter
+// is not nil, only topics matching one of its patterns are delivered.
+func (t *Transport) receive(ctx context.Context, socks []*zmq4.Socket, endpoints []string, filter []message.Pattern, out chan<- *transport.Delivery) {
 	defer t.subs.Done()
 	defer close(out)
 	defer func() {
@@ -262,6 +303,12 @@ func (t *Transport) receive(ctx context.Context, socks []*zmq4.Socket, endpoints
 				frames, err := p.Socket.RecvMessageBytes(zmq4.DONTWAIT)
 				if err != nil {
 					break
+				}
+				// Not for this subscription: ZeroMQ passed it on the
+				// glob's prefix only. Not counted, as ZeroMQ's own
+				// filtering is not.
+				if filter != nil && !message.MatchAny(filter, string(frames[0])) {
+					continue
 				}
 				if reason := checkFrames(frames, t.opts.MaxMsgSize); reason != DropNone {
 					t.stats.count(reason)

@@ -142,7 +142,9 @@ func TestPublisherBindsFirstFreeEndpoint(t *testing.T) {
 func TestPublisherBindAddrIgnoresHost(t *testing.T) {
 	for in, want := range map[string]string{
 		"tcp://hub.fedoraproject.org:9940": "tcp://*:9940",
-		"tcp://127.0.0.1:3000":             "tcp://*:3000",
+		"tcp://10.0.0.5:3000":              "tcp://*:3000",
+		"tcp://127.0.0.1:3000":             "tcp://127.0.0.1:3000",
+		"tcp://[::1]:3000":                 "tcp://[::1]:3000",
 		"ipc:///var/run/fedmsg/x.sock":     "ipc:///var/run/fedmsg/x.sock",
 	} {
 		if got := PublisherBindAddr(in); got != want {

@@ -1,0 +1,245 @@
+package message
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrBadPattern: a topic pattern cannot be used (it is not valid UTF-8).
+var ErrBadPattern = errors.New("message: bad topic pattern")
+
+// A Pattern is fedmsg's topic selector, with one meaning on every transport.
+//
+//   - "" matches every topic.
+//   - A pattern with no wildcard character ('*', '?', '[') matches as a plain
+//     byte prefix: the semantics of fedmsg-tail --topic and of a ZeroMQ SUB
+//     subscription (spec §1.2).
+//   - A pattern with a wildcard character is an fnmatch glob over the whole
+//     topic, as fedmsg's STOMP consumers use (spec §8.2, §9.4), with Python's
+//     fnmatch.fnmatchcase rules: '*' matches any run of characters, dots
+//     included; '?' matches one character; '[seq]' matches one character in
+//     seq and '[!seq]' one not in it, where a ']' right after '[' or '[!' is a
+//     member, 'a-z' is a range and a reversed range is empty; a '[' with no
+//     closing ']' is a literal '['. Characters are Unicode code points; a
+//     topic byte that is not valid UTF-8 counts as one character that no
+//     literal matches (Python's surrogateescape).
+//
+// The zero Pattern is "" and matches everything.
+type Pattern struct {
+	src    string
+	glob   bool
+	prefix string  // literal text before the first wildcard
+	toks   []token // the glob after prefix; nil for prefix patterns
+}
+
+type tokenKind uint8
+
+const (
+	tokLiteral tokenKind = iota // one code point, r
+	tokAny                      // '?'
+	tokStar                     // '*' (consecutive stars collapsed)
+	tokClass                    // '[...]'
+)
+
+type token struct {
+	kind   tokenKind
+	r      rune
+	negate bool
+	ranges []runeRange // tokClass members; a single character is lo == hi
+}
+
+type runeRange struct{ lo, hi rune }
+
+// CompilePattern parses s. It never panics: as in fnmatch, a malformed
+// class is literal text. The only error is a pattern that is not valid
+// UTF-8 (wrapping ErrBadPattern), since no topic fedmsg carries could be
+// meant by it.
+func CompilePattern(s string) (Pattern, error) {
+	if !utf8.ValidString(s) {
+		return Pattern{}, fmt.Errorf("%w: %q is not valid UTF-8", ErrBadPattern, s)
+	}
+	p := Pattern{src: s}
+	if !strings.ContainsAny(s, "*?[") {
+		p.prefix = s
+		return p, nil
+	}
+	p.glob = true
+	rs := []rune(s)
+	var toks []token
+	for i := 0; i < len(rs); {
+		switch c := rs[i]; c {
+		case '*':
+			if len(toks) == 0 || toks[len(toks)-1].kind != tokStar {
+				toks = append(toks, token{kind: tokStar})
+			}
+			i++
+		case '?':
+			toks = append(toks, token{kind: tokAny})
+			i++
+		case '[':
+			tok, next, ok := parseClass(rs, i+1)
+			if !ok {
+				toks = append(toks, token{kind: tokLiteral, r: '['})
+				i++
+				continue
+			}
+			toks = append(toks, tok)
+			i = next
+		default:
+			toks = append(toks, token{kind: tokLiteral, r: c})
+			i++
+		}
+	}
+	n := 0
+	for n < len(toks) && toks[n].kind == tokLiteral {
+		n++
+	}
+	var b strings.Builder
+	for _, t := range toks[:n] {
+		b.WriteRune(t.r)
+	}
+	p.prefix = b.String()
+	p.toks = toks[n:]
+	return p, nil
+}
+
+// parseClass reads a class whose '[' precedes rs[i]. It returns the token
+// and the index after the closing ']', or ok false when there is none (then
+// the '[' is a literal), following fnmatch.translate.
+func parseClass(rs []rune, i int) (tok token, next int, ok bool) {
+	tok.kind = tokClass
+	j := i
+	if j < len(rs) && rs[j] == '!' {
+		tok.negate = true
+		j++
+	}
+	start := j
+	if j < len(rs) && rs[j] == ']' {
+		j++ // a ']' first is a member
+	}
+	for j < len(rs) && rs[j] != ']' {
+		j++
+	}
+	if j >= len(rs) {
+		return token{}, 0, false
+	}
+	members := rs[start:j]
+	// A '-' between two members makes a range; a '-' first, last or right
+	// after a range is a literal. A reversed range matches nothing.
+	for k := 0; k < len(members); {
+		if k+2 < len(members) && members[k+1] == '-' {
+			if lo, hi := members[k], members[k+2]; lo <= hi {
+				tok.ranges = append(tok.ranges, runeRange{lo, hi})
+			}
+			k += 3
+			continue
+		}
+		tok.ranges = append(tok.ranges, runeRange{members[k], members[k]})
+		k++
+	}
+	return tok, j + 1, true
+}
+
+// Match reports whether topic is selected by p.
+func (p Pattern) Match(topic string) bool {
+	if !strings.HasPrefix(topic, p.prefix) {
+		return false
+	}
+	if !p.glob {
+		return true
+	}
+	return matchTokens(p.toks, topic[len(p.prefix):])
+}
+
+// Prefix is the literal text before the first wildcard: all of a prefix
+// pattern, and what a ZeroMQ SUB socket (or any broker filter) subscribes
+// to for a glob before filtering in-process. Every topic p matches starts
+// with it.
+func (p Pattern) Prefix() string { return p.prefix }
+
+// Glob reports whether p is an fnmatch glob over the whole topic rather
+// than a plain prefix (it contains '*', '?' or '[').
+func (p Pattern) Glob() bool { return p.glob }
+
+// String returns the pattern as written.
+func (p Pattern) String() string { return p.src }
+
+// MatchAny reports whether any of patterns matches topic; an empty list
+// matches everything, like subscribing with no pattern.
+func MatchAny(patterns []Pattern, topic string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if p.Match(topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextChar decodes one character of a topic. A byte that is not valid
+// UTF-8 becomes the lone surrogate U+DC80+byte, Python's surrogateescape,
+// which no literal of a (valid UTF-8) pattern equals.
+func nextChar(s string) (rune, int) {
+	r, n := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && n == 1 {
+		return 0xDC00 + rune(s[0]), 1
+	}
+	return r, n
+}
+
+// matchTokens matches the whole of s. Every token but '*' consumes exactly
+// one character, so remembering only the last star is enough (the classic
+// wildcard algorithm): time is O(len(toks)·len(s)), never exponential.
+func matchTokens(toks []token, s string) bool {
+	ti, si := 0, 0
+	starTi, starSi := -1, 0
+	for {
+		if ti < len(toks) && toks[ti].kind == tokStar {
+			starTi, starSi = ti, si
+			ti++
+			continue
+		}
+		if si == len(s) {
+			// only a trailing star may remain (stars are collapsed)
+			return ti == len(toks)
+		}
+		if ti < len(toks) {
+			r, n := nextChar(s[si:])
+			if toks[ti].matches(r) {
+				ti++
+				si += n
+				continue
+			}
+		}
+		if starTi < 0 {
+			return false
+		}
+		// let the last star swallow one more character and retry
+		_, n := nextChar(s[starSi:])
+		starSi += n
+		ti, si = starTi+1, starSi
+	}
+}
+
+func (t *token) matches(r rune) bool {
+	switch t.kind {
+	case tokLiteral:
+		return t.r == r
+	case tokAny:
+		return true
+	case tokClass:
+		in := false
+		for _, rg := range t.ranges {
+			if rg.lo <= r && r <= rg.hi {
+				in = true
+				break
+			}
+		}
+		return in != t.negate
+	}
+	return false
+}

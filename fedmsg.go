@@ -19,6 +19,7 @@ import (
 
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
@@ -61,6 +62,11 @@ type Context struct {
 
 	pub     transport.Transport // nil when this context does not publish
 	pubName string              // endpoint name, for errors
+	signer  signing.Signer      // nil unless sign_messages
+
+	validatorOnce sync.Once
+	validator     *signing.Validator
+	validatorErr  error
 
 	mu     sync.Mutex
 	closed bool
@@ -87,10 +93,18 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.hostname == "" {
-		c.hostname = shortHostname()
+		c.hostname = ShortHostname()
 	}
 	if err := c.openPublisher(); err != nil {
 		return nil, err
+	}
+	if c.pub != nil && cfg.SignMessages {
+		signer, err := NewSigner(cfg, signing.CertIndex(cfg.CertPrefix, c.pubName, c.hostname), c.hostname)
+		if err != nil {
+			c.pub.Close(context.Background())
+			return nil, fmt.Errorf("fedmsg: sign_messages: %w", err)
+		}
+		c.signer = signer
 	}
 	return c, nil
 }
@@ -98,7 +112,9 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 // Config returns the configuration the context was built from.
 func (c *Context) Config() *config.Config { return c.cfg }
 
-func shortHostname() string {
+// ShortHostname is the host name up to its first dot, as fedmsg uses it in
+// endpoint names and certnames indexes.
+func ShortHostname() string {
 	h, err := os.Hostname()
 	if err != nil {
 		return "localhost"

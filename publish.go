@@ -17,6 +17,7 @@ import (
 // msg_id, timestamp, i and username. msg may be any value encoding/json can
 // marshal; values decoded by message.Decode keep their number text.
 //
+// With sign_messages the envelope is signed (x509 or gpg) before it is sent.
 // Like fedmsg, the counter "i" is consumed before anything can fail.
 func (c *Context) Publish(ctx context.Context, topic, modname string, msg any) error {
 	i := c.counter.Next()
@@ -35,6 +36,11 @@ func (c *Context) Publish(ctx context.Context, topic, modname string, msg any) e
 		return fmt.Errorf("fedmsg: publish %s: %w", full, err)
 	}
 	env := message.NewEnvelope(full, msg, i, c.username, time.Now())
+	if c.signer != nil {
+		if env, err = c.signer.Sign(env); err != nil {
+			return fmt.Errorf("fedmsg: sign %s: %w", full, err)
+		}
+	}
 	body, err := message.Canonical(env)
 	if err != nil {
 		return fmt.Errorf("fedmsg: publish %s: %w", full, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
@@ -73,15 +74,26 @@ func ResolveSRV(ctx context.Context, r *net.Resolver, domains []string, warn fun
 	return out
 }
 
-// Tail yields every well-formed message whose topic starts with one of
-// prefixes ("" or none: everything) until ctx ends or the loop stops. A
-// message whose envelope topic differs from its frame-0 topic is dropped:
-// the frame topic is not authenticated, the envelope's is. An error is
-// yielded only when the subscription cannot start.
+// Tail yields every well-formed message whose topic matches one of
+// patterns (message.Pattern: a prefix or a glob; none: everything) until
+// ctx ends or the loop stops. A message whose envelope topic differs from
+// its frame-0 topic is dropped: the frame topic is not authenticated, the
+// envelope's is. With validate_signatures, a message that fails validation
+// is dropped with a warning naming the reason. An error is yielded only
+// when the subscription cannot start.
 func (c *Context) Tail(ctx context.Context, prefixes ...string) iter.Seq2[*Received, error] {
 	return func(yield func(*Received, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		var validator *signing.Validator
+		if c.cfg.ValidateSignatures {
+			v, err := c.Validator()
+			if err != nil {
+				yield(nil, fmt.Errorf("fedmsg: tail: validate_signatures: %w", err))
+				return
+			}
+			validator = v
+		}
 		endpoints := SubscribeEndpoints(c.cfg)
 		if len(c.cfg.SRVEndpoints) > 0 {
 			srv := ResolveSRV(ctx, nil, c.cfg.SRVEndpoints, func(d string, err error) {
@@ -113,6 +125,12 @@ func (c *Context) Tail(ctx context.Context, prefixes ...string) iter.Seq2[*Recei
 			if t, _ := env["topic"].(string); t != d.Message.Topic {
 				c.log.Warn("dropped message whose envelope topic differs from its frame topic", "endpoint", d.Source, "frame_topic", d.Message.Topic, "envelope_topic", t)
 				continue
+			}
+			if validator != nil {
+				if err := validator.Validate(ctx, env); err != nil {
+					c.log.Warn("dropped invalid message", "endpoint", d.Source, "topic", d.Message.Topic, "msg_id", env["msg_id"], "reason", err)
+					continue
+				}
 			}
 			if !yield(&Received{Endpoint: d.Source, Topic: d.Message.Topic, Body: d.Message.Body, Envelope: env}, nil) {
 				return

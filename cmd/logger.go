@@ -57,7 +57,7 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 		return err
 	}
 	cfg.Active = true // fedmsg-logger always publishes through the relay
-	if cfg.CertPrefix == "" {
+	if c.Flags().Changed("cert-prefix") || cfg.CertPrefix == "" {
 		cfg.CertPrefix = f.certPrefix
 	}
 	bodies, err := loggerBodies(e.stdin, f)

@@ -34,6 +34,8 @@ var aliases = map[string]string{
 	"fedmsg-logger": "logger",
 	"fedmsg-tail":   "tail",
 	"fedmsg-config": "config",
+
+	"fedmsg-signing-relay": "signing-relay",
 }
 
 // exitError carries an exit code out of a subcommand.
@@ -124,13 +126,14 @@ environment variables, then flags.`,
 		// A bare "fedmsg" is misuse: say so and show what there is.
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usage(errors.New("a command is required: relay, logger, tail or config"))
+			return usage(errors.New("a command is required: relay, signing-relay, logger, tail, config, verify or sign"))
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	addCommonFlags(root.PersistentFlags())
-	root.AddCommand(newRelayCmd(e), newLoggerCmd(e), newTailCmd(e), newConfigCmd(e))
+	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newLoggerCmd(e), newTailCmd(e),
+		newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
 	return root
 }
 

@@ -20,6 +20,8 @@ type tailFlags struct {
 	reallyPretty bool
 	json         bool
 	count        int
+	validate     bool
+	noValidate   bool
 }
 
 func newTailCmd(e *env) *cobra.Command {
@@ -28,11 +30,16 @@ func newTailCmd(e *env) *cobra.Command {
 		Use:   "tail",
 		Short: "Print messages from every endpoint of the bus",
 		Long: `Watch the bus like fedmsg-tail: connect to every URL of every endpoints
-key (but relay_inbound), subscribe to the --topic prefixes, and print
+key (but relay_inbound), subscribe to the --topic patterns, and print
 each message as "<topic> <body>" until interrupted.
 
+A --topic without wildcards is a prefix, as in fedmsg-tail; one with *, ?
+or [...] is a glob over the whole topic (org.fedoraproject.*.bodhi.update).
+
   --json           print each body (ZeroMQ frame 1) exactly as received, one per line
-  --really-pretty  indented JSON without signature and certificate, coloured on a terminal`,
+  --really-pretty  indented JSON without signature and certificate, coloured on a terminal
+  --validate       drop messages that fail signature validation, with a warning naming
+                   the reason (validate_signatures sets the default)`,
 		Example: `  fedmsg tail
   fedmsg tail --topic org.fedoraproject.prod.bodhi. --really-pretty
   fedmsg tail --json --count 10 > ten.jsonl`,
@@ -42,18 +49,23 @@ each message as "<topic> <body>" until interrupted.
 		},
 	}
 	fs := c.Flags()
-	fs.StringArrayVar(&f.topics, "topic", nil, "subscribe to topics starting with `PREFIX` (repeatable; default everything)")
+	fs.StringArrayVar(&f.topics, "topic", nil, "subscribe to topics matching `PATTERN`: a prefix, or a glob with * ? [...] (repeatable; default everything)")
 	fs.StringVar(&f.exclude, "exclude", "_heartbeat", "skip topics matching this `REGEXP`")
 	fs.StringVar(&f.include, "include", "", "print only topics matching this `REGEXP` (default all)")
 	fs.BoolVar(&f.reallyPretty, "really-pretty", false, "indented, credentials stripped, coloured when stdout is a terminal")
 	fs.BoolVar(&f.json, "json", false, "print each received body verbatim, one per line")
 	fs.IntVar(&f.count, "count", 0, "exit after `N` messages (0: run until interrupted)")
+	fs.BoolVar(&f.validate, "validate", false, "drop messages whose signature does not validate (overrides validate_signatures)")
+	fs.BoolVar(&f.noValidate, "no-validate", false, "print messages without validating them (overrides validate_signatures)")
 	return c
 }
 
 func runTail(c *cobra.Command, e *env, f tailFlags) error {
 	if f.json && f.reallyPretty {
 		return usage(fmt.Errorf("--json and --really-pretty exclude each other"))
+	}
+	if f.validate && f.noValidate {
+		return usage(fmt.Errorf("--validate and --no-validate exclude each other"))
 	}
 	if f.count < 0 {
 		return usage(fmt.Errorf("--count must be >= 0, got %d", f.count))
@@ -71,6 +83,12 @@ func runTail(c *cobra.Command, e *env, f tailFlags) error {
 		return err
 	}
 	cfg.Active, cfg.Name = false, "" // tail never publishes
+	switch {
+	case f.validate:
+		cfg.ValidateSignatures = true
+	case f.noValidate:
+		cfg.ValidateSignatures = false
+	}
 	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
 	if err != nil {
 		return failure(err)

@@ -1,0 +1,57 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/transport/zmq"
+)
+
+func newSigningRelayCmd(e *env) *cobra.Command {
+	var workers int
+	c := &cobra.Command{
+		Use:   "signing-relay",
+		Short: "Run a relay that signs every message with its own certificate",
+		Long: `Run fedmsg-signing-relay: like the relay (relay_inbound in,
+endpoints["relay_outbound"] out), but every message is signed with the
+certificate certnames["signing_relay"] (or the gpg key, with crypto_backend
+gpg) before it goes out. Earlier credentials are replaced, so the result
+validates. Signing runs on every core; each publisher's order is kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, log, done, err := prepare(c, e)
+			if err != nil || done {
+				return err
+			}
+			signer, err := fedmsg.NewSigner(cfg, "signing_relay", fedmsg.ShortHostname())
+			if err != nil {
+				return usage(err)
+			}
+			outbound := cfg.Endpoints["relay_outbound"]
+			if len(outbound) == 0 {
+				return usage(errors.New(`endpoints["relay_outbound"] is not set: the relay needs an endpoint to publish on`))
+			}
+			r, err := zmq.NewRelay(fedmsg.ZMQOptions(cfg, log), cfg.RelayInbound, outbound)
+			if err != nil {
+				return failure(err)
+			}
+			log.Info("signing relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "workers", workers)
+			stopReports := reportDrops(c.Context(), log, r.Stats(), dropReportInterval)
+			err = r.RunTransform(c.Context(), func(_ string, body []byte) ([]byte, error) {
+				return fedmsg.Resign(signer, body)
+			}, workers)
+			stopReports()
+			st := r.Stats()
+			log.Info("signing relay stopped", "received", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())
+			if err != nil {
+				return failure(fmt.Errorf("signing relay: %w", err))
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&workers, "workers", 0, "signing goroutines (0: one per CPU)")
+	return c
+}

@@ -5,12 +5,17 @@ CONFIG  ?=
 # Seconds each fuzz target runs under `make fuzz` (seeds always run in `make test`).
 FUZZTIME ?= 10m
 
-.PHONY: all deps build run test vet bench fuzz clean
+.PHONY: all deps brokers build run test vet bench fuzz clean
 
 all: build
 
 deps:
 	@./test/deps.sh
+
+# RabbitMQ (AMQP, AMQPS, STOMP, STOMP+TLS) and ActiveMQ (STOMP) on loopback,
+# installed from Debian's packages when missing; the broker tests need them.
+brokers:
+	@./test/brokers.sh start
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/fedmsg
@@ -30,11 +35,11 @@ vet:
 
 # Every test, including the fuzz seed corpora and the end-to-end tests
 # that run bin/fedmsg as separate processes.
-test: deps vet
+test: deps brokers vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Relay throughput beside libzmq's zmq_proxy on the same sockets, as a ratio.
-bench: deps
+bench: deps brokers
 	./test/bench.sh
 
 # A long fuzz campaign: every fuzz target for FUZZTIME.

@@ -1,0 +1,553 @@
+// Package amqp is gofedmsg's AMQP 0-9-1 transport (RabbitMQ), on
+// github.com/rabbitmq/amqp091-go.
+//
+// Behaviour, precisely:
+//
+//   - One connection at a time, to the first reachable URL of
+//     Options.URLs; after a loss the next URL is tried first. Each URL
+//     gets one attempt per round; between rounds the transport waits with
+//     exponential backoff and jitter. New returns at once: the
+//     connection is made in the background.
+//   - Publish sends each message to Options.Exchange with the topic as
+//     routing key, the body verbatim, msg_id as message_id, content type
+//     application/json, delivery mode persistent and the headers as string
+//     fields of the header table, on one channel in confirm mode. All of a
+//     call's messages are sent before their confirms are awaited. It
+//     returns nil once the broker confirmed every one (Confirms); a
+//     basic.nack is an error wrapping ErrNacked. When the connection is
+//     lost before the confirms came, the unconfirmed messages are sent
+//     again, in order, on the next connection (a message may then arrive
+//     twice). Without a connection Publish waits for one until its ctx
+//     ends, then fails with an error wrapping transport.ErrNotConnected.
+//     mandatory is not set: a topic nobody listens to is not an error in
+//     fedmsg.
+//   - Subscribe binds a queue to the exchange with topic binding keys
+//     that select a superset of the patterns (bindingKeys) and filters
+//     with message.Pattern in-process, so patterns mean the same on every
+//     transport. Deliveries are settled by the application (manual acks,
+//     basic.qos Options.Prefetch): Ack is basic.ack, Nack basic.nack with
+//     requeue (Redelivery), Nack(transport.ErrPermanent) without requeue.
+//     Messages no subscription matches are acked and dropped.
+//   - Without Options.Queue each subscription has its own exclusive,
+//     auto-delete, server-named queue, gone with the subscription or the
+//     connection. With Options.Queue the subscriptions of a transport
+//     share that durable queue (Durable, with persistent messages): its
+//     bindings stay after the subscriptions end, so it keeps collecting
+//     while the process is away, and a message a subscription had not
+//     yet received when it ended is requeued, not dropped.
+//   - After a connection or channel loss the topology is declared again
+//     (exchange, queues, bindings, qos) and consuming resumes; the
+//     subscription channels stay open. A delivery received on a channel
+//     that has since died cannot be settled (delivery tags are per
+//     channel): its Ack and Nack fail with ErrStaleDelivery and the broker
+//     redelivers the message.
+//   - Subscribe returns once the subscription is bound on the broker. When
+//     no broker is reachable (every URL failed in the last round) it
+//     returns at once and the subscription is bound when a connection
+//     comes; messages published meanwhile reach it only with a named
+//     queue that already existed.
+//   - Close refuses new work, lets in-flight publishes collect their
+//     confirms (at most drainLimit, and only while its ctx lasts), then
+//     closes the connection; subscription channels close.
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gofedmsg/fedmsg/transport"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrNacked: the broker refused a message with basic.nack.
+	ErrNacked = errors.New("amqp: broker refused the message")
+	// ErrStaleDelivery: a delivery's channel died before it was settled;
+	// the broker redelivers the message. It also wraps transport.ErrClosed.
+	ErrStaleDelivery = errors.New("amqp: the delivery's channel is gone, the broker will redeliver it")
+)
+
+// Timeouts of the network steps that have no ctx of their own.
+const (
+	dialTimeout      = 5 * time.Second  // TCP connect
+	handshakeTimeout = 10 * time.Second // TLS + AMQP handshake, then cleared by amqp091-go
+	closeTimeout     = 2 * time.Second  // connection.close-ok from a broker that may be gone
+	drainLimit       = 5 * time.Second  // how long Close waits for in-flight confirms
+)
+
+// Transport is an AMQP 0-9-1 transport. It is safe for concurrent use.
+type Transport struct {
+	opts     Options
+	urls     []brokerURL
+	exchange string
+	log      *slog.Logger
+
+	closing   chan struct{} // closed when Close starts: no new work
+	hurry     chan struct{} // closed when a Close ctx ended: stop draining
+	done      chan struct{} // closed when every goroutine has ended
+	life      context.Context
+	stopLife  context.CancelFunc // ends the connection manager and its dials
+	closeOnce sync.Once
+	hurryOnce sync.Once
+	wg        sync.WaitGroup // manager, consumers, subscriptions
+	inflight  sync.WaitGroup // Publish calls
+
+	mu      sync.Mutex
+	closed  bool
+	sess    *session      // the live connection; nil when there is none
+	up      chan struct{} // closed while sess != nil
+	down    chan struct{} // closed once a whole round of URLs failed, until the next connection
+	lastErr error         // why the last connection attempt or connection failed
+	shared  *consumer     // the named queue's consumer (Options.Queue)
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// session is one AMQP connection and its publishing channel.
+type session struct {
+	conn      *amqp091.Connection
+	pub       *amqp091.Channel // in confirm mode
+	url       string           // redacted
+	connLost  chan *amqp091.Error
+	pubLost   chan *amqp091.Error
+	dead      chan struct{} // closed once the manager has given the session up
+	deathOnce sync.Once
+}
+
+func (s *session) kill() { s.deathOnce.Do(func() { close(s.dead) }) }
+
+func (s *session) isDead() bool {
+	select {
+	case <-s.dead:
+		return true
+	default:
+		return s.conn.IsClosed() || s.pub.IsClosed()
+	}
+}
+
+// New validates o and starts connecting in the background; it does not
+// wait for the broker.
+func New(o Options) (*Transport, error) {
+	urls, err := o.parse()
+	if err != nil {
+		return nil, err
+	}
+	if o.ReconnectDelay == 0 {
+		o.ReconnectDelay = DefaultReconnectDelay
+	}
+	if o.MaxReconnectDelay == 0 {
+		o.MaxReconnectDelay = max(DefaultMaxReconnectDelay, o.ReconnectDelay)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Transport{
+		opts:     o,
+		urls:     urls,
+		exchange: o.Exchange,
+		log:      log,
+		closing:  make(chan struct{}),
+		hurry:    make(chan struct{}),
+		done:     make(chan struct{}),
+		up:       make(chan struct{}),
+		down:     make(chan struct{}),
+	}
+	if t.exchange == "" {
+		t.exchange = DefaultExchange
+	}
+	t.life, t.stopLife = context.WithCancel(context.Background())
+	t.wg.Add(1)
+	go t.run()
+	return t, nil
+}
+
+// Capabilities: confirms, redelivery and order always; durability only
+// with a named queue (durable queue, persistent messages).
+func (t *Transport) Capabilities() transport.Capabilities {
+	return transport.Capabilities{Confirms: true, Redelivery: true, Ordered: true, Durable: t.opts.Queue != ""}
+}
+
+// ---- the connection manager ----
+
+func (t *Transport) run() {
+	defer t.wg.Done()
+	next, failedInRound, rounds := 0, 0, 0
+	for t.life.Err() == nil {
+		u := t.urls[next]
+		s, err := t.connect(u)
+		if err != nil {
+			if t.life.Err() != nil {
+				return
+			}
+			t.log.Warn("amqp: connection failed", "url", u.redacted, "err", err)
+			t.mu.Lock()
+			t.lastErr = fmt.Errorf("%s: %w", u.redacted, err)
+			t.mu.Unlock()
+			next = (next + 1) % len(t.urls)
+			if failedInRound++; failedInRound < len(t.urls) {
+				continue // the next URL at once: failover, not backoff
+			}
+			failedInRound = 0
+			t.mu.Lock()
+			select {
+			case <-t.down:
+			default:
+				close(t.down)
+			}
+			t.mu.Unlock()
+			if !t.sleep(backoff(rounds, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+				return
+			}
+			rounds++
+			continue
+		}
+		failedInRound, rounds = 0, 0
+		t.log.Info("amqp: connected", "url", u.redacted)
+		t.mu.Lock()
+		t.sess = s
+		close(t.up)
+		select {
+		case <-t.down:
+			t.down = make(chan struct{})
+		default:
+		}
+		t.mu.Unlock()
+
+		var why error
+		select {
+		case e := <-s.connLost:
+			why = lossReason("connection", e)
+		case e := <-s.pubLost:
+			why = lossReason("publishing channel", e)
+		case <-t.life.Done():
+			why = transport.ErrClosed
+		}
+		t.mu.Lock()
+		t.sess = nil
+		t.up = make(chan struct{})
+		t.lastErr = fmt.Errorf("%s: %w", u.redacted, why)
+		t.mu.Unlock()
+		s.kill()
+		// Closing a connection that is already gone only returns an error;
+		// CloseDeadline keeps a broker that stopped answering from holding us.
+		_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
+		if t.life.Err() != nil {
+			return
+		}
+		t.log.Warn("amqp: connection lost", "url", u.redacted, "err", why)
+		next = (next + 1) % len(t.urls)
+		// A short jittered pause, so that every client of a broker that
+		// just restarted does not come back in the same millisecond.
+		if !t.sleep(backoff(0, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+			return
+		}
+	}
+}
+
+func lossReason(what string, e *amqp091.Error) error {
+	if e == nil {
+		return fmt.Errorf("%s closed", what)
+	}
+	return fmt.Errorf("%s closed: %w", what, e)
+}
+
+// sleep waits d unless the transport's life ends first (false).
+func (t *Transport) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.life.Done():
+		return false
+	}
+}
+
+// connect dials u and prepares the publishing side: a channel in confirm
+// mode and the exchange.
+func (t *Transport) connect(u brokerURL) (*session, error) {
+	props := amqp091.NewConnectionProperties()
+	props.SetClientConnectionName("gofedmsg")
+	cfg := amqp091.Config{
+		TLSClientConfig: tlsFor(u, t.opts.TLS),
+		Properties:      props,
+	}
+	if external(u, t.opts.TLS) {
+		cfg.SASL = []amqp091.Authentication{&amqp091.ExternalAuth{}}
+	}
+	// The dial follows the transport's life, and so does the handshake:
+	// Close must not wait for a broker that accepted TCP and went silent.
+	var stopWatch func() bool
+	cfg.Dial = func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: dialTimeout}
+		c, err := d.DialContext(t.life, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		stopWatch = context.AfterFunc(t.life, func() { c.Close() })
+		return c, nil
+	}
+	conn, err := amqp091.DialConfig(u.raw, cfg)
+	if stopWatch != nil {
+		stopWatch()
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(step string, err error) (*session, error) {
+		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	pub, err := conn.Channel()
+	if err != nil {
+		return fail("open publishing channel", err)
+	}
+	if err := pub.Confirm(false); err != nil {
+		return fail("enable publisher confirms", err)
+	}
+	if err := t.declareExchange(pub); err != nil {
+		return fail("exchange", err)
+	}
+	return &session{
+		conn:     conn,
+		pub:      pub,
+		url:      u.redacted,
+		connLost: conn.NotifyClose(make(chan *amqp091.Error, 1)),
+		pubLost:  pub.NotifyClose(make(chan *amqp091.Error, 1)),
+		dead:     make(chan struct{}),
+	}, nil
+}
+
+// declareExchange checks the broker's own amq.* exchanges (they cannot be
+// declared) and declares any other as a durable topic exchange.
+func (t *Transport) declareExchange(ch *amqp091.Channel) error {
+	if strings.HasPrefix(t.exchange, "amq.") {
+		if err := ch.ExchangeDeclarePassive(t.exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("check %q: %w", t.exchange, err)
+		}
+		return nil
+	}
+	if err := ch.ExchangeDeclare(t.exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare %q: %w", t.exchange, err)
+	}
+	return nil
+}
+
+// waitSession returns a live session, waiting for one within ctx.
+func (t *Transport) waitSession(ctx context.Context, op string) (*session, error) {
+	for {
+		t.mu.Lock()
+		s, up, closed, lastErr := t.sess, t.up, t.closed, t.lastErr
+		t.mu.Unlock()
+		if closed {
+			return nil, fmt.Errorf("amqp: %s: %w", op, transport.ErrClosed)
+		}
+		var wait <-chan struct{} = up
+		if s != nil {
+			if !s.isDead() {
+				return s, nil
+			}
+			wait = s.dead // lost, and the manager has not noticed yet
+		}
+		select {
+		case <-wait:
+		case <-t.closing:
+		case <-ctx.Done():
+			if lastErr == nil {
+				lastErr = errors.New("no connection yet")
+			}
+			return nil, fmt.Errorf("amqp: %s: %w (%v): %w", op, transport.ErrNotConnected, lastErr, ctx.Err())
+		}
+	}
+}
+
+// ---- publishing ----
+
+// errLost: the connection went away before every confirm came.
+var errLost = errors.New("amqp: connection lost before the broker confirmed")
+
+// Publish sends msgs in order and returns once the broker confirmed them
+// all (see the package comment).
+func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) error {
+	for i, m := range msgs {
+		if err := checkMessage(m); err != nil {
+			return fmt.Errorf("amqp: publish: message %d: %w", i, err)
+		}
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return fmt.Errorf("amqp: publish: %w", transport.ErrClosed)
+	}
+	// Counted under the lock Close takes, so Close's wait sees every call.
+	t.inflight.Add(1)
+	t.mu.Unlock()
+	defer t.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("amqp: publish: %w", err)
+	}
+	pending := msgs
+	for len(pending) > 0 {
+		s, err := t.waitSession(ctx, "publish")
+		if err != nil {
+			return err
+		}
+		n, err := t.publishOn(ctx, s, pending)
+		pending = pending[n:]
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errLost) {
+			return err
+		}
+		if t.isClosing() {
+			return fmt.Errorf("amqp: publish: %d message(s) not confirmed: %w", len(pending), transport.ErrClosed)
+		}
+		t.log.Debug("amqp: connection lost while publishing; sending again", "unconfirmed", len(pending))
+	}
+	return nil
+}
+
+func (t *Transport) isClosing() bool {
+	select {
+	case <-t.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// checkMessage refuses what AMQP cannot carry: routing keys, message ids
+// and header names are short strings of at most 255 bytes.
+func checkMessage(m *transport.Message) error {
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: nil message", transport.ErrBadMessage)
+	case len(m.Topic) > 255:
+		return fmt.Errorf("%w: topic of %d bytes (AMQP routing keys are at most 255)", transport.ErrBadMessage, len(m.Topic))
+	case len(m.ID) > 255:
+		return fmt.Errorf("%w: msg_id of %d bytes (AMQP message_id is at most 255)", transport.ErrBadMessage, len(m.ID))
+	}
+	for k := range m.Headers {
+		if len(k) > 255 {
+			return fmt.Errorf("%w: header name of %d bytes (AMQP field names are at most 255)", transport.ErrBadMessage, len(k))
+		}
+	}
+	return nil
+}
+
+// publishOn sends msgs on s and then awaits their confirms; n counts the
+// leading messages confirmed. errLost means the rest may be sent again.
+func (t *Transport) publishOn(ctx context.Context, s *session, msgs []*transport.Message) (n int, err error) {
+	confirms := make([]*amqp091.DeferredConfirmation, 0, len(msgs))
+	var sendErr error
+	for _, m := range msgs {
+		dc, err := s.pub.PublishWithDeferredConfirm(t.exchange, m.Topic, false, false, publishing(m))
+		if err != nil {
+			sendErr = err
+			break
+		}
+		confirms = append(confirms, dc)
+	}
+	for i, dc := range confirms {
+		select {
+		case <-dc.Done():
+		case <-ctx.Done():
+			return i, fmt.Errorf("amqp: publish: %d of %d message(s) not confirmed: %w", len(msgs)-i, len(msgs), ctx.Err())
+		}
+		if !dc.Acked() {
+			// amqp091-go marks the channel closed before it fails the
+			// pending confirms, so a closed channel here means a loss.
+			if s.pub.IsClosed() {
+				return i, errLost
+			}
+			return i, fmt.Errorf("%w: topic %q", ErrNacked, msgs[i].Topic)
+		}
+	}
+	if sendErr != nil {
+		if s.isDead() || errors.Is(sendErr, amqp091.ErrClosed) {
+			return len(confirms), errLost
+		}
+		return len(confirms), fmt.Errorf("amqp: publish %q: %w", msgs[len(confirms)].Topic, sendErr)
+	}
+	return len(msgs), nil
+}
+
+// publishing maps a message to its AMQP form.
+func publishing(m *transport.Message) amqp091.Publishing {
+	p := amqp091.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp091.Persistent,
+		MessageId:    m.ID,
+		Body:         m.Body,
+	}
+	if len(m.Headers) > 0 {
+		p.Headers = make(amqp091.Table, len(m.Headers))
+		for k, v := range m.Headers {
+			p.Headers[k] = v
+		}
+	}
+	return p
+}
+
+// ---- closing ----
+
+// Close refuses new work, waits (within ctx, at most drainLimit) for
+// in-flight publishes to be confirmed, closes the connection and waits
+// for every goroutine of the transport. After a Close whose ctx ended,
+// the shutdown goes on and a later Close waits for it. Idempotent.
+func (t *Transport) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		close(t.closing)
+		t.mu.Unlock()
+		go t.teardown()
+	})
+	select {
+	case <-t.done:
+		return nil
+	default:
+	}
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		t.hurryOnce.Do(func() { close(t.hurry) })
+		return fmt.Errorf("amqp: close: %w", ctx.Err())
+	}
+}
+
+func (t *Transport) teardown() {
+	drained := make(chan struct{})
+	go func() {
+		t.inflight.Wait()
+		close(drained)
+	}()
+	timer := time.NewTimer(drainLimit)
+	select {
+	case <-drained:
+	case <-t.hurry:
+	case <-timer.C:
+	}
+	timer.Stop()
+	// Subscriptions end on closing; the manager and the consumers on life.
+	t.stopLife()
+	t.wg.Wait()
+	<-drained // publishes end once the connection is gone
+	close(t.done)
+}

@@ -1,0 +1,561 @@
+package amqp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/transport"
+)
+
+// Subscribe delivers the messages whose topic matches one of patterns
+// (message.Pattern; none or "" matches all). It returns once the queue is
+// bound, or at once when no broker is reachable (see the package
+// comment). The channel closes when ctx ends or the transport closes, not
+// when a connection is lost.
+func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *transport.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("amqp: subscribe: %w", err)
+	}
+	compiled := make([]message.Pattern, 0, len(patterns))
+	for _, p := range patterns {
+		c, err := message.CompilePattern(p)
+		if err != nil {
+			return nil, fmt.Errorf("amqp: subscribe: %w", err)
+		}
+		compiled = append(compiled, c)
+	}
+	keys := bindingKeys(patterns)
+	sctx, cancel := context.WithCancel(ctx)
+	s := &subscription{
+		t:        t,
+		ctx:      sctx,
+		cancel:   cancel,
+		patterns: compiled,
+		inbox:    make(chan handoff),
+		out:      make(chan *transport.Delivery),
+		done:     make(chan struct{}),
+		ready:    make(chan error, 1),
+	}
+
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("amqp: subscribe: %w", transport.ErrClosed)
+	}
+	c := t.shared
+	fresh := c == nil || c.isStopped()
+	if fresh {
+		c = &consumer{t: t, named: t.opts.Queue, stop: make(chan struct{}), wanted: map[string]bool{}}
+		if c.named != "" {
+			t.shared = c
+		}
+	}
+	s.c = c
+	c.mu.Lock()
+	c.subs = append(c.subs, s)
+	var unbound []string
+	for _, k := range keys {
+		if !c.wanted[k] {
+			c.wanted[k] = true
+			c.keys = append(c.keys, k)
+		}
+		if !c.bound[k] {
+			unbound = append(unbound, k)
+		}
+	}
+	c.mu.Unlock()
+	// Goroutines are counted under the lock Close takes, before its Wait.
+	t.wg.Add(1)
+	if fresh {
+		t.wg.Add(1)
+		go c.run()
+	}
+	down := t.down
+	t.mu.Unlock()
+	go s.run()
+
+	if !fresh {
+		c.bindLive(s, unbound)
+	}
+	select {
+	case err := <-s.ready:
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("amqp: subscribe: %w", err)
+		}
+	case <-down:
+		t.log.Warn("amqp: no broker reachable; the subscription will be bound once connected", "patterns", patterns)
+	case <-ctx.Done():
+		cancel()
+		return nil, fmt.Errorf("amqp: subscribe: %w", ctx.Err())
+	case <-t.closing:
+		cancel()
+		return nil, fmt.Errorf("amqp: subscribe: %w", transport.ErrClosed)
+	}
+	return s.out, nil
+}
+
+// bindingKeys returns AMQP topic binding keys that together select every
+// topic the patterns match, and usually little more: the whole words of
+// the pattern's literal start (up to its first wildcard, and without a
+// last word that a prefix or glob may extend) followed by "#". Words are
+// AMQP's: separated by '.'. A '#' or '*' word in a topic only widens the
+// key, so the set stays a superset. "" or no pattern binds "#".
+func bindingKeys(patterns []string) []string {
+	if len(patterns) == 0 {
+		return []string{"#"}
+	}
+	set := map[string]bool{}
+	for _, p := range patterns {
+		lit := p
+		if i := strings.IndexAny(p, "*?["); i >= 0 {
+			lit = p[:i]
+		}
+		// The last word is partial: a prefix "a.b" also matches "a.bc".
+		whole := ""
+		if i := strings.LastIndexByte(lit, '.'); i >= 0 {
+			whole = lit[:i]
+		}
+		// Binding keys are short strings: drop words until it fits.
+		for len(whole)+2 > 255 {
+			i := strings.LastIndexByte(whole, '.')
+			if i < 0 {
+				whole = ""
+				break
+			}
+			whole = whole[:i]
+		}
+		if whole == "" {
+			return []string{"#"}
+		}
+		set[whole+".#"] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// consumer is one AMQP consumer: a queue, its bindings and the channel
+// consuming it, set up again after every loss. It hands each message to
+// the subscriptions it matches: one subscription for a private queue,
+// every subscription of the transport for a named queue.
+type consumer struct {
+	t     *Transport
+	named string        // Options.Queue; "" = exclusive server-named queue
+	stop  chan struct{} // closed when its last subscription has left
+
+	mu      sync.Mutex
+	stopped bool
+	subs    []*subscription
+	wanted  map[string]bool // binding keys of every subscription so far
+	keys    []string        // the same, in order
+	ch      *amqp091.Channel
+	queue   string          // the live queue's name
+	source  string          // for Delivery.Source
+	bound   map[string]bool // keys bound on the live channel
+}
+
+func (c *consumer) isStopped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopped
+}
+
+// detach removes s; the last subscription to leave stops the consumer.
+func (c *consumer) detach(s *subscription) {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subs = slices.DeleteFunc(c.subs, func(x *subscription) bool { return x == s })
+	if len(c.subs) == 0 && !c.stopped {
+		c.stopped = true
+		close(c.stop)
+		if c.t.shared == c {
+			c.t.shared = nil
+		}
+	}
+}
+
+// bindLive binds a new subscription's keys on the live channel of a
+// consumer that is already running; when there is none, or the bind
+// fails (which closes the channel), the consumer's next setup binds them
+// and reports to s.
+func (c *consumer) bindLive(s *subscription, keys []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		return
+	}
+	for _, k := range keys {
+		if c.bound[k] {
+			continue
+		}
+		if err := c.ch.QueueBind(c.queue, k, c.t.exchange, false, nil); err != nil {
+			c.t.log.Warn("amqp: bind failed", "queue", c.queue, "key", k, "err", err)
+			return
+		}
+		c.bound[k] = true
+	}
+	c.reportLocked(nil)
+}
+
+// reportLocked tells the subscriptions still waiting in Subscribe how the
+// setup went.
+func (c *consumer) reportLocked(err error) {
+	for _, s := range c.subs {
+		if !s.reported {
+			s.reported = true
+			s.ready <- err
+		}
+	}
+}
+
+func (c *consumer) run() {
+	t := c.t
+	defer t.wg.Done()
+	failures := 0
+	for {
+		s, ok := c.waitSession()
+		if !ok {
+			return
+		}
+		deliveries, err := c.setup(s)
+		if err != nil {
+			if s.isDead() {
+				continue // the connection went: the manager makes another
+			}
+			// Refused on a live connection (a missing exchange, a queue
+			// declared otherwise, permissions): tell Subscribe, retry.
+			t.log.Warn("amqp: subscription setup failed", "queue", c.named, "err", err)
+			c.mu.Lock()
+			c.reportLocked(err)
+			c.mu.Unlock()
+			if !c.pause(backoff(failures, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+				return
+			}
+			failures++
+			continue
+		}
+		failures = 0
+		if !c.consume(deliveries) {
+			return
+		}
+		c.mu.Lock()
+		c.ch, c.bound = nil, nil
+		c.mu.Unlock()
+		if !s.isDead() {
+			// Only the channel died (the queue was deleted, a consumer
+			// cancel): pause before declaring it all again.
+			t.log.Warn("amqp: consuming channel lost", "queue", c.queue)
+			if !c.pause(backoff(0, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+				return
+			}
+		}
+	}
+}
+
+// waitSession waits for a live connection; false when the consumer stops.
+func (c *consumer) waitSession() (*session, bool) {
+	for {
+		c.t.mu.Lock()
+		s, up := c.t.sess, c.t.up
+		c.t.mu.Unlock()
+		var wait <-chan struct{} = up
+		if s != nil {
+			if !s.isDead() {
+				return s, true
+			}
+			wait = s.dead
+		}
+		select {
+		case <-wait:
+		case <-c.stop:
+			return nil, false
+		case <-c.t.life.Done():
+			return nil, false
+		}
+	}
+}
+
+// pause waits d unless the consumer stops first (false).
+func (c *consumer) pause(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-c.stop:
+		return false
+	case <-c.t.life.Done():
+		return false
+	}
+}
+
+// setup declares the topology on a new channel of s and starts consuming.
+func (c *consumer) setup(s *session) (<-chan amqp091.Delivery, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	fail := func(step string, err error) (<-chan amqp091.Delivery, error) {
+		_ = ch.Close()
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	if p := c.t.opts.Prefetch; p > 0 {
+		if err := ch.Qos(p, 0, false); err != nil {
+			return fail("qos", err)
+		}
+	}
+	if err := c.t.declareExchange(ch); err != nil {
+		return fail("exchange", err)
+	}
+	var q amqp091.Queue
+	if c.named != "" {
+		q, err = ch.QueueDeclare(c.named, true, false, false, false, nil)
+	} else {
+		q, err = ch.QueueDeclare("", false, true, true, false, nil)
+	}
+	if err != nil {
+		return fail(fmt.Sprintf("declare queue %q", c.named), err)
+	}
+	bound := make(map[string]bool, len(c.keys))
+	for _, k := range c.keys {
+		if err := ch.QueueBind(q.Name, k, c.t.exchange, false, nil); err != nil {
+			return fail(fmt.Sprintf("bind %q to %q with %q", q.Name, c.t.exchange, k), err)
+		}
+		bound[k] = true
+	}
+	deliveries, err := ch.Consume(q.Name, "", false, false, false, false, nil)
+	if err != nil {
+		return fail(fmt.Sprintf("consume %q", q.Name), err)
+	}
+	c.ch, c.queue, c.bound = ch, q.Name, bound
+	c.source = s.url + " queue " + q.Name
+	c.reportLocked(nil)
+	return deliveries, nil
+}
+
+// consume hands deliveries out until the channel dies (true: set up
+// again) or the consumer stops (false).
+func (c *consumer) consume(deliveries <-chan amqp091.Delivery) bool {
+	c.mu.Lock()
+	ch, source := c.ch, c.source
+	c.mu.Unlock()
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return true
+			}
+			if !c.dispatch(ch, source, &d) {
+				c.closeChannel(ch)
+				return false
+			}
+		case <-c.stop:
+			c.closeChannel(ch)
+			return false
+		case <-c.t.life.Done():
+			return false
+		}
+	}
+}
+
+// closeChannel closes ch, which makes the broker requeue what it had
+// delivered and nobody settled, and deletes a private queue.
+func (c *consumer) closeChannel(ch *amqp091.Channel) {
+	_ = ch.Close()
+	c.mu.Lock()
+	c.ch, c.bound = nil, nil
+	c.mu.Unlock()
+}
+
+// dispatch hands d to every subscription whose patterns match; false when
+// the consumer is stopping.
+func (c *consumer) dispatch(ch *amqp091.Channel, source string, d *amqp091.Delivery) bool {
+	m := toMessage(d)
+	c.mu.Lock()
+	var targets []*subscription
+	for _, s := range c.subs {
+		if message.MatchAny(s.patterns, m.Topic) {
+			targets = append(targets, s)
+		}
+	}
+	c.mu.Unlock()
+	if len(targets) == 0 {
+		// Bound by a superset key (or by an earlier subscription of a
+		// named queue): not for anyone here.
+		_ = ch.Ack(d.DeliveryTag, false)
+		return true
+	}
+	p := &pending{ch: ch, tag: d.DeliveryTag, left: len(targets)}
+	for i, s := range targets {
+		mi := m
+		if i > 0 { // subscriptions do not share memory
+			mi = &transport.Message{Topic: m.Topic, Body: bytes.Clone(m.Body), ID: m.ID, Headers: maps.Clone(m.Headers)}
+		}
+		h := handoff{d: transport.NewDelivery(mi, source, settler{p}), p: p}
+		select {
+		case s.inbox <- h:
+		case <-s.done:
+			_ = p.settle(outcomeNone)
+		case <-c.stop:
+			return false
+		case <-c.t.life.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// handoff is a delivery on its way to a subscription's goroutine.
+type handoff struct {
+	d *transport.Delivery
+	p *pending
+}
+
+// subscription is one Subscribe call. Its goroutine alone sends on and
+// closes out; the consumer hands it deliveries through inbox, unbuffered,
+// so that none is stranded in a buffer when the subscription ends.
+type subscription struct {
+	t        *Transport
+	c        *consumer
+	ctx      context.Context
+	cancel   context.CancelFunc
+	patterns []message.Pattern
+	inbox    chan handoff
+	out      chan *transport.Delivery
+	done     chan struct{} // closed when the subscription stops taking deliveries
+	ready    chan error    // the first setup's outcome, for Subscribe
+	reported bool          // under c.mu
+}
+
+func (s *subscription) run() {
+	defer s.t.wg.Done()
+	defer close(s.out)
+	defer s.c.detach(s)
+	defer close(s.done)
+	defer s.cancel()
+	for {
+		select {
+		case h := <-s.inbox:
+			select {
+			case s.out <- h.d:
+			case <-s.ctx.Done():
+				_ = h.p.settle(outcomeNone)
+				return
+			case <-s.t.closing:
+				_ = h.p.settle(outcomeNone)
+				return
+			}
+		case <-s.ctx.Done():
+			return
+		case <-s.t.closing:
+			return
+		}
+	}
+}
+
+// outcome is one subscription's settlement of a shared delivery.
+type outcome int
+
+const (
+	outcomeNone    outcome = iota // never reached the application
+	outcomeAck                    // Ack
+	outcomeRequeue                // Nack
+	outcomeDrop                   // Nack(ErrPermanent)
+)
+
+// pending is one broker delivery handed to one or more subscriptions. The
+// broker hears of it once all of them have settled: requeued if any asked
+// for it (or if none received it), dropped if any refused it for good,
+// else acked.
+type pending struct {
+	ch  *amqp091.Channel
+	tag uint64
+
+	mu                     sync.Mutex
+	left                   int
+	taken, requeue, refuse bool
+}
+
+func (p *pending) settle(o outcome) error {
+	p.mu.Lock()
+	switch o {
+	case outcomeAck:
+		p.taken = true
+	case outcomeRequeue:
+		p.taken, p.requeue = true, true
+	case outcomeDrop:
+		p.taken, p.refuse = true, true
+	}
+	p.left--
+	last := p.left == 0
+	p.mu.Unlock()
+	if !last {
+		return nil
+	}
+	var err error
+	switch {
+	case p.requeue || !p.taken:
+		err = p.ch.Nack(p.tag, false, true)
+	case p.refuse:
+		err = p.ch.Nack(p.tag, false, false)
+	default:
+		err = p.ch.Ack(p.tag, false)
+	}
+	if err != nil {
+		if errors.Is(err, amqp091.ErrClosed) {
+			return fmt.Errorf("%w: %w", ErrStaleDelivery, transport.ErrClosed)
+		}
+		return fmt.Errorf("amqp: settle: %w", err)
+	}
+	return nil
+}
+
+// settler adapts pending to transport.Settler.
+type settler struct{ p *pending }
+
+func (s settler) Ack(context.Context) error { return s.p.settle(outcomeAck) }
+
+func (s settler) Nack(_ context.Context, cause error) error {
+	if errors.Is(cause, transport.ErrPermanent) {
+		return s.p.settle(outcomeDrop)
+	}
+	return s.p.settle(outcomeRequeue)
+}
+
+// toMessage maps a delivery to a message: the routing key is the topic,
+// the body is kept as received, message_id is the msg_id, and the string
+// fields of the header table are the headers (others are not transport
+// metadata gofedmsg sets, and are left out).
+func toMessage(d *amqp091.Delivery) *transport.Message {
+	m := &transport.Message{Topic: d.RoutingKey, Body: d.Body, ID: d.MessageId}
+	m.Headers = headersFromTable(d.Headers)
+	return m
+}
+
+func headersFromTable(t amqp091.Table) map[string]string {
+	var h map[string]string
+	for k, v := range t {
+		if s, ok := v.(string); ok {
+			if h == nil {
+				h = make(map[string]string, len(t))
+			}
+			h[k] = s
+		}
+	}
+	return h
+}

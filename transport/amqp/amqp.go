@@ -189,7 +189,12 @@ func (t *Transport) run() {
 			if t.life.Err() != nil {
 				return
 			}
-			t.log.Warn("amqp: connection failed", "url", u.redacted, "err", err)
+			// Loud once per outage, quiet while it lasts.
+			level := slog.LevelWarn
+			if rounds > 0 {
+				level = slog.LevelDebug
+			}
+			t.log.Log(t.life, level, "amqp: connection failed", "url", u.redacted, "err", err)
 			t.mu.Lock()
 			t.lastErr = fmt.Errorf("%s: %w", u.redacted, err)
 			t.mu.Unlock()
@@ -351,7 +356,7 @@ func (t *Transport) declareExchange(ch *amqp091.Channel) error {
 func (t *Transport) waitSession(ctx context.Context, op string) (*session, error) {
 	for {
 		t.mu.Lock()
-		s, up, closed, lastErr := t.sess, t.up, t.closed, t.lastErr
+		s, up, closed := t.sess, t.up, t.closed
 		t.mu.Unlock()
 		if closed {
 			return nil, fmt.Errorf("amqp: %s: %w", op, transport.ErrClosed)
@@ -367,6 +372,9 @@ func (t *Transport) waitSession(ctx context.Context, op string) (*session, error
 		case <-wait:
 		case <-t.closing:
 		case <-ctx.Done():
+			t.mu.Lock()
+			lastErr := t.lastErr
+			t.mu.Unlock()
 			if lastErr == nil {
 				lastErr = errors.New("no connection yet")
 			}

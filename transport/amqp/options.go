@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,6 +144,11 @@ func parseURL(raw string) (brokerURL, error) {
 	}
 	if b.host == "" {
 		return brokerURL{}, fmt.Errorf("%s: no host", b.redacted)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return brokerURL{}, fmt.Errorf("%s: port %q is not 1 to 65535", b.redacted, p)
+		}
 	}
 	if _, set := u.User.Password(); set {
 		b.password = true

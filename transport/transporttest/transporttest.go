@@ -822,6 +822,12 @@ func testSubscribeCancel(t *testing.T, e *env) {
 	m := msg(e.topic("cancel.after"), `{"n":2}`)
 	e.publish(t, pub, m)
 	d := r2.must(t, "a message on a new subscription after another was cancelled")
+	// A Durable transport keeps, for the next subscription, what the
+	// cancelled one never received (a named queue): it may come first.
+	if sub.Capabilities().Durable && string(d.Message.Body) == `{"n":1}` {
+		_ = d.Ack(ctx2)
+		d = r2.must(t, "a message on a new subscription after another was cancelled")
+	}
 	if !bytes.Equal(d.Message.Body, m.Body) {
 		t.Errorf("got %s, want %s", d.Message.Body, m.Body)
 	}

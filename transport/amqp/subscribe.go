@@ -63,32 +63,28 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 		}
 	}
 	s.c = c
+	s.keys = keys
 	c.mu.Lock()
 	c.subs = append(c.subs, s)
-	var unbound []string
 	for _, k := range keys {
 		if !c.wanted[k] {
 			c.wanted[k] = true
 			c.keys = append(c.keys, k)
 		}
-		if !c.bound[k] {
-			unbound = append(unbound, k)
-		}
 	}
+	c.reportReady() // a named queue already bound with these keys
 	c.mu.Unlock()
 	// Goroutines are counted under the lock Close takes, before its Wait.
-	t.wg.Add(1)
+	t.wg.Add(2)
 	if fresh {
-		t.wg.Add(1)
 		go c.run()
+	} else {
+		go c.bindLive(s)
 	}
 	down := t.down
 	t.mu.Unlock()
 	go s.run()
 
-	if !fresh {
-		c.bindLive(s, unbound)
-	}
 	select {
 	case err := <-s.ready:
 		if err != nil {
@@ -157,12 +153,14 @@ type consumer struct {
 	mu      sync.Mutex
 	stopped bool
 	subs    []*subscription
-	wanted  map[string]bool // binding keys of every subscription so far
-	keys    []string        // the same, in order
-	ch      *amqp091.Channel
-	queue   string          // the live queue's name
-	source  string          // for Delivery.Source
-	bound   map[string]bool // keys bound on the live channel
+	wanted  map[string]bool     // binding keys of every subscription so far
+	keys    []string            // the same, in order
+	ch      *amqp091.Channel    // the live consuming channel; nil between connections
+	conn    *amqp091.Connection // the connection of ch
+	gen     int                 // counts setups, so late binds know they are stale
+	queue   string              // the live queue's name
+	source  string              // for Delivery.Source
+	bound   map[string]bool     // keys bound on the live channel
 }
 
 func (c *consumer) isStopped() bool {
@@ -187,32 +185,73 @@ func (c *consumer) detach(s *subscription) {
 	}
 }
 
-// bindLive binds a new subscription's keys on the live channel of a
-// consumer that is already running; when there is none, or the bind
-// fails (which closes the channel), the consumer's next setup binds them
-// and reports to s.
-func (c *consumer) bindLive(s *subscription, keys []string) {
+// bindLive binds the keys of a subscription that joined a running
+// consumer (a named queue), on a channel of its own so that neither the
+// consumer nor Subscribe waits on the network under a lock. When the
+// consumer has no live channel, its next setup binds the keys and reports.
+func (c *consumer) bindLive(s *subscription) {
+	defer c.t.wg.Done()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch == nil {
+	ch, conn, queue, gen := c.ch, c.conn, c.queue, c.gen
+	var missing []string
+	for _, k := range s.keys {
+		if !c.bound[k] {
+			missing = append(missing, k)
+		}
+	}
+	c.mu.Unlock()
+	if ch == nil || len(missing) == 0 {
 		return
 	}
-	for _, k := range keys {
-		if c.bound[k] {
-			continue
+	err := func() error {
+		bch, err := conn.Channel()
+		if err != nil {
+			return err
 		}
-		if err := c.ch.QueueBind(c.queue, k, c.t.exchange, false, nil); err != nil {
-			c.t.log.Warn("amqp: bind failed", "queue", c.queue, "key", k, "err", err)
-			return
+		defer bch.Close()
+		for _, k := range missing {
+			if err := bch.QueueBind(queue, k, c.t.exchange, false, nil); err != nil {
+				return fmt.Errorf("bind %q to %q with %q: %w", queue, c.t.exchange, k, err)
+			}
 		}
+		return nil
+	}()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.ch != ch {
+		return // lost or set up again meanwhile: the next setup binds every key
+	}
+	if err != nil {
+		c.t.log.Warn("amqp: bind failed", "queue", queue, "err", err)
+		if !s.reported {
+			s.reported = true
+			s.ready <- err
+		}
+		return
+	}
+	for _, k := range missing {
 		c.bound[k] = true
 	}
-	c.reportLocked(nil)
+	c.reportReady()
 }
 
-// reportLocked tells the subscriptions still waiting in Subscribe how the
-// setup went.
-func (c *consumer) reportLocked(err error) {
+// reportReady tells the subscriptions waiting in Subscribe whose keys are
+// all bound that they are.
+func (c *consumer) reportReady() {
+	for _, s := range c.subs {
+		if s.reported || c.ch == nil {
+			continue
+		}
+		if !slices.ContainsFunc(s.keys, func(k string) bool { return !c.bound[k] }) {
+			s.reported = true
+			s.ready <- nil
+		}
+	}
+}
+
+// reportErr tells every subscription still waiting in Subscribe that the
+// setup failed.
+func (c *consumer) reportErr(err error) {
 	for _, s := range c.subs {
 		if !s.reported {
 			s.reported = true
@@ -239,7 +278,7 @@ func (c *consumer) run() {
 			// declared otherwise, permissions): tell Subscribe, retry.
 			t.log.Warn("amqp: subscription setup failed", "queue", c.named, "err", err)
 			c.mu.Lock()
-			c.reportLocked(err)
+			c.reportErr(err)
 			c.mu.Unlock()
 			if !c.pause(backoff(failures, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
 				return
@@ -302,10 +341,9 @@ func (c *consumer) pause(d time.Duration) bool {
 	}
 }
 
-// setup declares the topology on a new channel of s and starts consuming.
+// setup declares the topology on a new channel of s and starts
+// consuming. No lock is held while it waits on the broker.
 func (c *consumer) setup(s *session) (<-chan amqp091.Delivery, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -331,21 +369,40 @@ func (c *consumer) setup(s *session) (<-chan amqp091.Delivery, error) {
 	if err != nil {
 		return fail(fmt.Sprintf("declare queue %q", c.named), err)
 	}
-	bound := make(map[string]bool, len(c.keys))
-	for _, k := range c.keys {
-		if err := ch.QueueBind(q.Name, k, c.t.exchange, false, nil); err != nil {
-			return fail(fmt.Sprintf("bind %q to %q with %q", q.Name, c.t.exchange, k), err)
-		}
-		bound[k] = true
-	}
 	deliveries, err := ch.Consume(q.Name, "", false, false, false, false, nil)
 	if err != nil {
 		return fail(fmt.Sprintf("consume %q", q.Name), err)
 	}
-	c.ch, c.queue, c.bound = ch, q.Name, bound
-	c.source = s.url + " queue " + q.Name
-	c.reportLocked(nil)
-	return deliveries, nil
+	// Bind every key, including those of subscriptions that join while
+	// this runs: the channel is published (for bindLive) in the same
+	// critical section that finds nothing left to bind, so a subscription
+	// either sees it live or has its keys bound here. Deliveries may start
+	// before the last bind: the patterns filter them anyway.
+	bound := map[string]bool{}
+	for {
+		c.mu.Lock()
+		var missing []string
+		for _, k := range c.keys {
+			if !bound[k] {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) == 0 {
+			c.ch, c.conn, c.queue, c.bound = ch, s.conn, q.Name, bound
+			c.gen++
+			c.source = s.url + " queue " + q.Name
+			c.reportReady()
+			c.mu.Unlock()
+			return deliveries, nil
+		}
+		c.mu.Unlock()
+		for _, k := range missing {
+			if err := ch.QueueBind(q.Name, k, c.t.exchange, false, nil); err != nil {
+				return fail(fmt.Sprintf("bind %q to %q with %q", q.Name, c.t.exchange, k), err)
+			}
+			bound[k] = true
+		}
+	}
 }
 
 // consume hands deliveries out until the channel dies (true: set up
@@ -438,6 +495,7 @@ type subscription struct {
 	inbox    chan handoff
 	out      chan *transport.Delivery
 	done     chan struct{} // closed when the subscription stops taking deliveries
+	keys     []string      // its binding keys
 	ready    chan error    // the first setup's outcome, for Subscribe
 	reported bool          // under c.mu
 }

@@ -61,8 +61,12 @@ type Context struct {
 	counter  message.Counter
 
 	pub     transport.Transport // nil when this context does not publish
-	pubName string              // endpoint name, for errors
-	signer  signing.Signer      // nil unless sign_messages
+	pubName string              // endpoint name, for errors and certnames
+	// broker is the STOMP or AMQP transport when zmq_enabled is false:
+	// Publish and Tail share it.
+	broker     transport.Transport
+	brokerName string
+	signer     signing.Signer // nil unless sign_messages
 
 	validatorOnce sync.Once
 	validator     *signing.Validator
@@ -82,9 +86,6 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if !cfg.ZMQEnabled {
-		return nil, fmt.Errorf("%w: zmq_enabled is false, and publishing through STOMP or AMQP is not built yet", ErrUnsupported)
-	}
 	c := &Context{cfg: cfg, username: message.Username()}
 	for _, o := range opts {
 		o(c)
@@ -95,7 +96,11 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 	if c.hostname == "" {
 		c.hostname = ShortHostname()
 	}
-	if err := c.openPublisher(); err != nil {
+	if cfg.ZMQEnabled {
+		if err := c.openPublisher(); err != nil {
+			return nil, err
+		}
+	} else if err := c.openBroker(); err != nil {
 		return nil, err
 	}
 	if c.pub != nil && cfg.SignMessages {
@@ -169,6 +174,32 @@ func (c *Context) openPublisher() error {
 	return nil
 }
 
+// openBroker builds the STOMP or AMQP transport of a context whose
+// zmq_enabled is false. Every such context may publish (unless mute): a
+// broker needs no relay and no bound endpoint. The name that picks the
+// certificate follows fedmsg's rules for the equivalent ZeroMQ publisher.
+func (c *Context) openBroker() error {
+	t, name, err := BrokerTransport(c.cfg, c.log)
+	if err != nil {
+		return err
+	}
+	c.broker, c.brokerName = t, name
+	if c.cfg.Mute {
+		return nil
+	}
+	c.pub = t
+	switch {
+	case c.cfg.Active:
+		c.pubName = "relay_inbound"
+	case c.cfg.Name != "":
+		c.pubName = c.cfg.Name
+	case c.modname != "":
+		c.pubName = c.modname + "." + c.hostname
+	}
+	c.log.Debug("publishing through a broker", "broker", name)
+	return nil
+}
+
 // ZMQOptions translates fedmsg's socket keys into ZeroMQ transport options.
 func ZMQOptions(cfg *config.Config, log *slog.Logger) zmq.Options {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -197,6 +228,9 @@ func (c *Context) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	if c.broker != nil {
+		return c.broker.Close(ctx)
+	}
 	if c.pub != nil {
 		return c.pub.Close(ctx)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/signing"
+	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
@@ -94,47 +95,70 @@ func (c *Context) Tail(ctx context.Context, prefixes ...string) iter.Seq2[*Recei
 			}
 			validator = v
 		}
-		endpoints := SubscribeEndpoints(c.cfg)
-		if len(c.cfg.SRVEndpoints) > 0 {
-			srv := ResolveSRV(ctx, nil, c.cfg.SRVEndpoints, func(d string, err error) {
-				c.log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
-			})
-			for _, d := range c.cfg.SRVEndpoints {
-				endpoints = append(endpoints, srv[d]...)
-			}
-		}
-		o := ZMQOptions(c.cfg, c.log)
-		o.Subscribe = endpoints
-		sub, err := zmq.New(o)
+		ch, stop, err := c.subscribe(ctx, prefixes)
 		if err != nil {
 			yield(nil, fmt.Errorf("fedmsg: tail: %w", err))
 			return
 		}
-		defer sub.Close(context.WithoutCancel(ctx))
-		ch, err := sub.Subscribe(ctx, prefixes...)
-		if err != nil {
-			yield(nil, fmt.Errorf("fedmsg: tail: %w", err))
-			return
-		}
+		defer stop()
 		for d := range ch {
 			env, err := message.DecodeObject(d.Message.Body)
 			if err != nil {
+				_ = d.Nack(ctx, transport.ErrPermanent)
 				c.log.Warn("dropped undecodable message", "endpoint", d.Source, "topic", d.Message.Topic, "err", err)
 				continue
 			}
 			if t, _ := env["topic"].(string); t != d.Message.Topic {
+				_ = d.Nack(ctx, transport.ErrPermanent)
 				c.log.Warn("dropped message whose envelope topic differs from its frame topic", "endpoint", d.Source, "frame_topic", d.Message.Topic, "envelope_topic", t)
 				continue
 			}
 			if validator != nil {
 				if err := validator.Validate(ctx, env); err != nil {
+					_ = d.Nack(ctx, transport.ErrPermanent)
 					c.log.Warn("dropped invalid message", "endpoint", d.Source, "topic", d.Message.Topic, "msg_id", env["msg_id"], "reason", err)
 					continue
 				}
 			}
-			if !yield(&Received{Endpoint: d.Source, Topic: d.Message.Topic, Body: d.Message.Body, Envelope: env}, nil) {
+			more := yield(&Received{Endpoint: d.Source, Topic: d.Message.Topic, Body: d.Message.Body, Envelope: env}, nil)
+			// Acked once the caller has had it, so on a queue a message
+			// lost with this process goes back to the broker.
+			_ = d.Ack(context.WithoutCancel(ctx))
+			if !more {
 				return
 			}
 		}
 	}
+}
+
+// subscribe returns the deliveries Tail reads: from the broker when
+// zmq_enabled is false, else from a ZeroMQ subscriber connected to every
+// endpoint (and srv_endpoints). stop releases what subscribe opened.
+func (c *Context) subscribe(ctx context.Context, patterns []string) (_ <-chan *transport.Delivery, stop func(), err error) {
+	if c.broker != nil {
+		ch, err := c.broker.Subscribe(ctx, patterns...)
+		return ch, func() {}, err
+	}
+	endpoints := SubscribeEndpoints(c.cfg)
+	if len(c.cfg.SRVEndpoints) > 0 {
+		srv := ResolveSRV(ctx, nil, c.cfg.SRVEndpoints, func(d string, err error) {
+			c.log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
+		})
+		for _, d := range c.cfg.SRVEndpoints {
+			endpoints = append(endpoints, srv[d]...)
+		}
+	}
+	o := ZMQOptions(c.cfg, c.log)
+	o.Subscribe = endpoints
+	sub, err := zmq.New(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = func() { sub.Close(context.WithoutCancel(ctx)) }
+	ch, err := sub.Subscribe(ctx, patterns...)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ch, stop, nil
 }

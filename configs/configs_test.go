@@ -69,3 +69,23 @@ func TestExamplesSayWhatTheyMean(t *testing.T) {
 		t.Errorf("environment/high_water_mark = %q/%d", sub.Environment, sub.HighWaterMark)
 	}
 }
+
+func TestBrokerExamplesTranslate(t *testing.T) {
+	load := func(name string) *config.Config {
+		t.Helper()
+		abs, _ := filepath.Abs(name)
+		cfg, err := config.Load(config.Sources{Dirs: []string{}, Files: []string{abs}, Environ: []string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	st := load("stomp-publisher.yaml")
+	if st.ZMQEnabled || st.StompHeartbeat != 10000 || !strings.Contains(st.StompURI, ",") {
+		t.Errorf("stomp example: zmq_enabled=%v heartbeat=%d uri=%q", st.ZMQEnabled, st.StompHeartbeat, st.StompURI)
+	}
+	am := load("amqp-consumer.yaml")
+	if am.ZMQEnabled || len(am.AMQPURL) != 2 || am.AMQPQueue != "bodhi-consumer" || am.AMQPPrefetch != 100 {
+		t.Errorf("amqp example: zmq_enabled=%v urls=%v queue=%q prefetch=%d", am.ZMQEnabled, am.AMQPURL, am.AMQPQueue, am.AMQPPrefetch)
+	}
+}

@@ -60,7 +60,7 @@ func TestLoggerThroughRelayToTailMatchesPythonFedmsg(t *testing.T) {
 
 	t.Run("json input", func(t *testing.T) {
 		_, signed := wire(t, "logger-signed-json")
-		// Signing is not ours yet: compare with the same envelope unsigned.
+		// sign_messages is off by default: compare with the envelope unsigned.
 		env, err := message.DecodeObject(signed)
 		if err != nil {
 			t.Fatal(err)

@@ -37,7 +37,7 @@ func TestErrorsNameTheKeyAndFile(t *testing.T) {
 	}{
 		"missing CA": {Files{CA: "/nonexistent/ca.pem", CAKey: "stomp_ssl_ca"}, []string{"stomp_ssl_ca", "/nonexistent/ca.pem"}},
 		"CA not PEM": {Files{CA: notPEM, CAKey: "amqp_ssl_ca"}, []string{"amqp_ssl_ca", notPEM}},
-		"half pair": {Files{Cert: filepath.Join(dir, "ca.crt"), CertKey: "stomp_ssl_crt", KeyKey: "stomp_ssl_key"}, []string{"stomp_ssl_crt", "stomp_ssl_key"}},
+		"half pair":  {Files{Cert: filepath.Join(dir, "ca.crt"), CertKey: "stomp_ssl_crt", KeyKey: "stomp_ssl_key"}, []string{"stomp_ssl_crt", "stomp_ssl_key"}},
 		"key mismatch": {Files{
 			Cert: filepath.Join(dir, "bodhi-app01.example.com.crt"), Key: filepath.Join(dir, "shell-app01.example.com.key"),
 			CertKey: "amqp_ssl_crt", KeyKey: "amqp_ssl_key",

@@ -65,9 +65,11 @@ func TestConformanceRabbitMQ(t *testing.T) {
 	})
 }
 
-// rabbitQueue returns a fresh queue for one test, deleted at its end: the
-// queue is durable and bound to amq.topic with "#", so left behind it
-// would collect every message on the broker.
+// rabbitQueue returns a fresh queue, deleted when t ends: the queue is
+// durable and bound to amq.topic with "#", so left behind it would
+// collect every message on the broker. One queue serves a whole suite
+// run (rabbitmqctl takes a second per call): the suite ignores, acking,
+// what other tests left in it.
 func rabbitQueue(t testing.TB) string {
 	name := fmt.Sprintf("gofedmsg-stomp-test-%08x", rand.Uint32())
 	t.Cleanup(func() {
@@ -84,10 +86,11 @@ func rabbitQueue(t testing.TB) string {
 // fault tests (a restart must lose no confirmed message).
 func TestConformanceRabbitMQQueue(t *testing.T) {
 	stop, start := hooksFor(brokertest.RabbitSTOMP)
+	queue := rabbitQueue(t)
 	transporttest.Run(t, transporttest.Factory{
 		New: pairFactory(brokertest.RabbitSTOMP, func(t testing.TB) Options {
 			o := testOptions(brokertest.RabbitSTOMP)
-			o.Queue = rabbitQueue(t)
+			o.Queue = queue
 			return o
 		}),
 		StopBroker: stop, StartBroker: start,

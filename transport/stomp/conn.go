@@ -16,8 +16,8 @@ import (
 
 // Connection errors, wrapped with the broker address.
 var (
-	// ErrHeartBeat: the broker sent nothing for 1.5 negotiated heart-beat
-	// intervals; it is considered gone.
+	// ErrHeartBeat: the broker sent nothing for two heart-beat intervals;
+	// it is considered gone.
 	ErrHeartBeat = errors.New("stomp: broker heart-beat missing")
 	// ErrBroker: the broker sent an ERROR frame (the message is in the text).
 	ErrBroker = errors.New("stomp: broker error")
@@ -362,7 +362,11 @@ func (c *conn) subscribe(s *subscription) error {
 		id := c.newIDLocked('s')
 		c.subIDs[id] = s
 		ids = append(ids, id)
-		items[i] = writeItem{head: encodeHead(frame.SUBSCRIBE, frame.Destination, d, frame.Id, id, frame.Ack, "auto")}
+		h := []string{frame.Destination, d, frame.Id, id, frame.Ack, "auto"}
+		if c.flavor == flavorActiveMQ && d == topicPrefix+">" {
+			h = append(h, "selector", activeMQNoAdvisories)
+		}
+		items[i] = writeItem{head: encodeHead(frame.SUBSCRIBE, h...)}
 	}
 	c.ofSub[s] = ids
 	c.mu.Unlock()

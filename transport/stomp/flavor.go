@@ -56,6 +56,17 @@ func (f flavor) anyWords() string {
 
 const topicPrefix = "/topic/"
 
+// everything returns the destinations that together receive every topic.
+func (f flavor) everything() []string { return []string{topicPrefix + f.anyWords()} }
+
+// activeMQNoAdvisories is the selector of ActiveMQ subscriptions that
+// could match its advisory topics (ActiveMQ.Advisory.*: only those with
+// no whole leading word). ActiveMQ must convert advisory messages to
+// reach a STOMP client, and when it cannot (Debian's package lacks the
+// XStream library it needs) the connection stops delivering anything.
+// We never send a "type" header, so our messages pass.
+const activeMQNoAdvisories = "JMSType IS NULL OR JMSType <> 'Advisory'"
+
 // topicDestination is where a message on topic is sent.
 func topicDestination(topic string) string { return topicPrefix + topic }
 
@@ -119,7 +130,7 @@ func hasControl(s string) bool {
 // twice on one subscription.
 func subscribeDestinations(f flavor, patterns []message.Pattern) []string {
 	if len(patterns) == 0 {
-		return []string{topicPrefix + f.anyWords()}
+		return f.everything()
 	}
 	var words []string
 	for _, p := range patterns {
@@ -143,7 +154,7 @@ func subscribeDestinations(f flavor, patterns []message.Pattern) []string {
 			continue
 		}
 		if w == "" {
-			out = append(out, topicPrefix+f.anyWords())
+			out = append(out, f.everything()...)
 		} else {
 			out = append(out, topicPrefix+w+"."+f.anyWords())
 		}
@@ -231,7 +242,7 @@ var reservedHeaders = map[string]bool{
 	frame.Id: true, frame.Ack: true, frame.Transaction: true,
 	frame.ReceiptId: true, frame.Subscription: true, frame.MessageId: true,
 	frame.Message: true,
-	"persistent": true, "original-destination": true, "reply-to": true,
+	"persistent":  true, "original-destination": true, "reply-to": true,
 	"expires": true, "priority": true, "timestamp": true, "type": true,
 	"correlation-id": true, "requeue": true, "prefetch-count": true,
 	"durable": true, "auto-delete": true, "exclusive": true,

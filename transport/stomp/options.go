@@ -39,7 +39,9 @@ type Options struct {
 	// actually dialled.
 	TLS *tls.Config
 	// HeartBeat (stomp_heartbeat) is offered in both directions; 0 = none.
-	// A broker that stays silent for 1.5 negotiated intervals is left.
+	// The client sends at least every HeartBeat, asks the broker for every
+	// HeartBeat/2, and leaves a broker silent for 2*HeartBeat (or twice
+	// the broker's own interval, when it cannot beat that often).
 	HeartBeat time.Duration
 	// Queue (stomp_queue): when set, Subscribe consumes only this
 	// destination, with client-individual acks, and patterns filter

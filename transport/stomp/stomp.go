@@ -224,11 +224,16 @@ func (t *Transport) handshake(ctx context.Context, addr string, nc net.Conn) (*c
 		}
 		nc = tc
 	}
-	hb := strconv.FormatInt(t.o.HeartBeat.Milliseconds(), 10)
+	// We send every HeartBeat and ask the broker for every HeartBeat/2:
+	// brokers look for idleness once per period, so their gaps reach two
+	// periods (ActiveMQ's first heart-beat comes after two), and asking
+	// for half lets a silence of 2*HeartBeat mean a dead broker, safely.
+	hbMs := t.o.HeartBeat.Milliseconds()
+	hb, want := strconv.FormatInt(hbMs, 10), strconv.FormatInt((hbMs+1)/2, 10)
 	// STOMP 1.2: CONNECT headers are not escaped (Validate refused line
 	// breaks), so the frame is written as is.
 	var b bytes.Buffer
-	b.WriteString("CONNECT\naccept-version:1.2\nhost:" + t.o.Vhost + "\nheart-beat:" + hb + "," + hb + "\n")
+	b.WriteString("CONNECT\naccept-version:1.2\nhost:" + t.o.Vhost + "\nheart-beat:" + hb + "," + want + "\n")
 	login, pass := t.o.Login, t.o.Passcode
 	if login == "" && pass == "" && !t.o.clientCert() {
 		login, pass = "guest", "guest" // fedmsg's defaults
@@ -276,9 +281,9 @@ func (t *Transport) handshake(ctx context.Context, addr string, nc net.Conn) (*c
 			c.sendEvery = max(hbd, sy)
 		}
 		if sx > 0 {
-			// Detect a silent broker within two intervals, with half an
-			// interval of slack for scheduling and the network.
-			dr.timeout = max(hbd, sx) * 3 / 2
+			// A broker silent for two intervals is gone (see above; when
+			// it cannot beat as often as HeartBeat, its own interval counts).
+			dr.timeout = 2 * max(hbd, sx)
 		}
 	}
 	return c, nil

@@ -34,7 +34,11 @@
 //     share that durable queue (Durable, with persistent messages): its
 //     bindings stay after the subscriptions end, so it keeps collecting
 //     while the process is away, and a message a subscription had not
-//     yet received when it ended is requeued, not dropped.
+//     yet received when it ended is requeued, not dropped. Subscriptions of
+//     a named queue are fed by one consumer, in turn: one that is not read
+//     holds back the others once it has a message waiting. The queue exists
+//     from the first Subscribe on; a transport that only publishes does not
+//     declare it.
 //   - After a connection or channel loss the topology is declared again
 //     (exchange, queues, bindings, qos) and consuming resumes; the
 //     subscription channels stay open. A delivery received on a channel

@@ -1,6 +1,7 @@
 package fedmsg
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,18 +76,12 @@ func StompOptions(cfg *config.Config, log *slog.Logger) (stomp.Options, error) {
 		ReconnectDelay: time.Duration(cfg.StompDelay * float64(time.Second)),
 		Logger:         log,
 	}
-	files := tlsfiles.Files{
+	var err error
+	o.TLS, err = clientTLS(tlsfiles.Files{
 		CA: cfg.StompSSLCA, Cert: cfg.StompSSLCrt, Key: cfg.StompSSLKey,
 		CAKey: "stomp_ssl_ca", CertKey: "stomp_ssl_crt", KeyKey: "stomp_ssl_key",
-	}
-	if files.Enabled() {
-		tc, err := files.Config("")
-		if err != nil {
-			return o, fmt.Errorf("fedmsg: %w", err)
-		}
-		o.TLS = tc
-	}
-	return o, nil
+	})
+	return o, err
 }
 
 // AMQPOptions translates the amqp_* keys into AMQP transport options.
@@ -98,16 +93,23 @@ func AMQPOptions(cfg *config.Config, log *slog.Logger) (amqp.Options, error) {
 		Prefetch: cfg.AMQPPrefetch,
 		Logger:   log,
 	}
-	files := tlsfiles.Files{
+	var err error
+	o.TLS, err = clientTLS(tlsfiles.Files{
 		CA: cfg.AMQPSSLCA, Cert: cfg.AMQPSSLCrt, Key: cfg.AMQPSSLKey,
 		CAKey: "amqp_ssl_ca", CertKey: "amqp_ssl_crt", KeyKey: "amqp_ssl_key",
+	})
+	return o, err
+}
+
+// clientTLS is nil (plain, or the system roots for amqps://) when no TLS
+// file is configured; the transports fill in ServerName per address.
+func clientTLS(files tlsfiles.Files) (*tls.Config, error) {
+	if !files.Enabled() {
+		return nil, nil
 	}
-	if files.Enabled() {
-		tc, err := files.Config("")
-		if err != nil {
-			return o, fmt.Errorf("fedmsg: %w", err)
-		}
-		o.TLS = tc
+	tc, err := files.Config("")
+	if err != nil {
+		return nil, fmt.Errorf("fedmsg: %w", err)
 	}
-	return o, nil
+	return tc, nil
 }

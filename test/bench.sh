@@ -3,65 +3,80 @@
 # table with ratios. Each pair runs interleaved (baseline, ours, baseline,
 # ours, ...) so drift in the machine's load hits both alike; figures are
 # medians. These machines are noisy: compare ratios, not absolute figures.
+# The broker pairs need the test brokers (test/brokers.sh, or make bench).
 #
-#   COUNT=5 ./test/bench.sh     (runs per benchmark; default 5)
+#   COUNT=5 ./test/bench.sh           (runs per benchmark; default 5)
+#   ONLY=relay,amqp ./test/bench.sh   (only these groups)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-5}
+only=${ONLY:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-go test -c -o "$tmp/zmq.test" ./transport/zmq/
-go test -c -o "$tmp/signing.test" ./signing/
-go test -c -o "$tmp/root.test" .
+# group | package | baseline benchmark | ours | -benchtime | baseline label | our label
+pairs=(
+  "relay|./transport/zmq|LibzmqProxy|Relay|300000x|libzmq zmq_proxy, same sockets|fedmsg relay (checks every message)"
+  "validate|./signing|RawRSAVerify|Validate|3s|raw RSA-2048 SHA-1 verify, one core|fedmsg x509 validation, one core"
+  "signing-relay|.|RawRSASignAllCores|SigningRelay|4000x|raw RSA-2048 SHA-1 sign, all cores|fedmsg signing-relay, end to end"
+  "amqp|./transport/amqp|RawEndToEnd|EndToEnd|20000x|raw amqp091-go, confirms, RabbitMQ|AMQP transport, confirms, RabbitMQ"
+  "stomp-rabbitmq|./transport/stomp|RawEndToEnd/RabbitMQ|EndToEnd/RabbitMQ/single|5x|raw go-stomp, receipts, RabbitMQ|STOMP transport, receipts, RabbitMQ"
+  "stomp-activemq|./transport/stomp|RawEndToEnd/ActiveMQ|EndToEnd/ActiveMQ/single|5x|raw go-stomp, receipts, ActiveMQ|STOMP transport, receipts, ActiveMQ"
+)
 
-# pair NAME BINARY BASELINE OURS BENCHTIME
-# Prints "NAME<TAB>benchmark<TAB>msgs/s" for every run.
-pair() {
-  local name=$1 bin=$2 base=$3 ours=$4 benchtime=$5
-  for _ in $(seq "$count"); do
-    for b in "$base" "$ours"; do
-      "$bin" -test.run '^$' -test.bench "^Benchmark${b}\$" -test.benchtime "$benchtime" |
-        awk -v n="$name" -v b="$b" '/^Benchmark/ {
-          v = ""
-          for (i = 1; i < NF; i++) { if ($(i+1) == "msgs/s") v = $i; if ($(i+1) == "ns/op" && v == "") nsop = $i }
-          if (v == "") v = 1e9 / nsop   # one message per op
-          print n "\t" b "\t" v
-        }'
-    done
-  done
+selected() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+
+# Build each package's test binary once.
+declare -A built
+for p in "${pairs[@]}"; do
+  IFS='|' read -r group pkg _ <<<"$p"
+  selected "$group" || continue
+  [ -n "${built[$pkg]:-}" ] && continue
+  bin="$tmp/$(echo "$pkg" | tr './' '__').test"
+  go test -c -o "$bin" "$pkg"
+  built[$pkg]=$bin
+done
+
+# bench BINARY PKG NAME BENCHTIME: prints the run's msgs/s (or 1e9/ns/op).
+bench() {
+  local bin=$1 pkg=$2 name=$3 benchtime=$4
+  # A test binary runs in its package folder, where it finds the module
+  # root and ../shared/testdata as `go test` would.
+  (cd "$pkg" && "$bin" -test.run '^$' -test.bench "^Benchmark${name}\$" -test.benchtime "$benchtime") |
+    awk '/^Benchmark/ {
+      v = ""
+      for (i = 1; i < NF; i++) { if ($(i+1) == "msgs/s") v = $i; if ($(i+1) == "ns/op") nsop = $i }
+      if (v == "") v = 1e9 / nsop
+      print v
+    }'
 }
 
-# Each test binary runs in its package folder, where it finds the module
-# root and ../shared/testdata as `go test` would.
-{
-  (cd transport/zmq && pair relay "$tmp/zmq.test" LibzmqProxy Relay 300000x)
-  (cd signing && pair validate "$tmp/signing.test" RawRSAVerify Validate 3s)
-  (cd . && pair signing-relay "$tmp/root.test" RawRSASignAllCores SigningRelay 4000x)
-} > "$tmp/results.tsv"
+for p in "${pairs[@]}"; do
+  IFS='|' read -r group pkg base ours benchtime base_label our_label <<<"$p"
+  selected "$group" || continue
+  for _ in $(seq "$count"); do
+    for b in "$base" "$ours"; do
+      v=$(bench "${built[$pkg]}" "$pkg" "$b" "$benchtime")
+      [ -n "$v" ] || { echo "bench: $pkg $b printed no result" >&2; exit 1; }
+      if [ "$b" = "$base" ]; then role=base; label=$base_label; else role=ours; label=$our_label; fi
+      printf '%s\t%s\t%s\t%s\n' "$group" "$role" "$label" "$v"
+    done
+  done
+done >"$tmp/results.tsv"
 
 awk -F'\t' '
-  { key = $1 SUBSEP $2; vals[key] = vals[key] " " $3; if (!($1 in seen)) { order[++n] = $1; seen[$1] = 1 }; names[$1] = names[$1] " " $2 }
+  { key = $1 SUBSEP $2; vals[key] = vals[key] " " $4; label[key] = $3; if (!($1 in seen)) { order[++n] = $1; seen[$1] = 1 } }
   function median(s,   a, k, i, j, t) {
     k = split(s, a, " ")
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
   END {
-    label["relay", "LibzmqProxy"] = "libzmq zmq_proxy, same sockets"
-    label["relay", "Relay"] = "fedmsg relay (checks every message)"
-    label["validate", "RawRSAVerify"] = "raw RSA-2048 SHA-1 verify, one core"
-    label["validate", "Validate"] = "fedmsg x509 validation, one core"
-    label["signing-relay", "RawRSASignAllCores"] = "raw RSA-2048 SHA-1 sign, all cores"
-    label["signing-relay", "SigningRelay"] = "fedmsg signing-relay, end to end"
-    base["relay"] = "LibzmqProxy"; ours["relay"] = "Relay"
-    base["validate"] = "RawRSAVerify"; ours["validate"] = "Validate"
-    base["signing-relay"] = "RawRSASignAllCores"; ours["signing-relay"] = "SigningRelay"
-    printf "%-40s %12s %8s\n", "path (median msgs/s)", "msgs/s", "ratio"
+    printf "%-42s %10s %7s\n", "path (median msgs/s)", "msgs/s", "ratio"
     for (i = 1; i <= n; i++) {
-      p = order[i]
-      b = median(vals[p, base[p]]); o = median(vals[p, ours[p]])
-      printf "%-40s %12.0f\n", label[p, base[p]], b
-      printf "%-40s %12.0f %8.2f\n", label[p, ours[p]], o, o / b
+      g = order[i]
+      b = median(vals[g, "base"]); o = median(vals[g, "ours"])
+      printf "%-42s %10.0f\n", label[g, "base"], b
+      printf "%-42s %10.0f %7.2f\n", label[g, "ours"], o, o / b
     }
   }' "$tmp/results.tsv"

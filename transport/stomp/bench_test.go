@@ -3,7 +3,7 @@ package stomp
 import (
 	"context"
 	"fmt"
-	"os"
+	"github.com/gofedmsg/fedmsg/internal/sharedtest"
 	"testing"
 	"time"
 
@@ -29,11 +29,7 @@ const benchBatch = 2000
 var benchBrokers = []brokertest.Broker{brokertest.RabbitSTOMP, brokertest.ActiveMQSTOMP}
 
 func benchBody(b *testing.B) []byte {
-	body, err := os.ReadFile("/work/shared/testdata/fedmsg-wire/logger-signed-json.frame1")
-	if err != nil {
-		b.Fatalf("the benchmark message: %v", err)
-	}
-	return body
+	return sharedtest.Read(b, "fedmsg-wire", "logger-signed-json.frame1")
 }
 
 func BenchmarkEndToEnd(b *testing.B) {

@@ -58,6 +58,19 @@ func benchForwarder(b *testing.B, run func(ctx context.Context, in, out *zmq4.So
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, in, out) }()
+	// Stop the forwarder and close every socket before the deferred Term,
+	// also when the benchmark fails: Term waits for open sockets.
+	var runErr error
+	defer func() {
+		cancel()
+		runErr = <-done
+		for _, s := range []*zmq4.Socket{in, out, pub, sub} {
+			s.Close()
+		}
+		if runErr != nil && zmq4.AsErrno(runErr) != zmq4.ETERM {
+			b.Error(runErr)
+		}
+	}()
 
 	// Wait for the path to carry a message (slow joiner), then measure.
 	for {
@@ -97,13 +110,6 @@ func benchForwarder(b *testing.B, run func(ctx context.Context, in, out *zmq4.So
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-	cancel()
-	if err := <-done; err != nil && zmq4.AsErrno(err) != zmq4.ETERM {
-		b.Fatal(err)
-	}
-	for _, s := range []*zmq4.Socket{in, out, pub, sub} {
-		s.Close()
-	}
 }
 
 // BenchmarkRelay is our relay loop: every message checked (frames, UTF-8

@@ -2,6 +2,7 @@ package zmq
 
 /*
 #cgo pkg-config: libzmq
+#include <errno.h>
 #include <stdlib.h>
 #include <zmq.h>
 
@@ -23,7 +24,16 @@ static int gofedmsg_recv(void *sock, gofedmsg_frames *f) {
 	for (;;) {
 		zmq_msg_t *m = f->parts < 2 ? &f->part[f->parts] : &extra;
 		zmq_msg_init(m);
-		if (zmq_msg_recv(m, sock, 0) < 0) {
+		int rc;
+		// Once the first part is in, the rest of the message is already
+		// queued (ZeroMQ delivers multipart messages whole): a signal
+		// (Go's preemption sends SIGURG to every thread, including one in
+		// C) or the receive timeout must not cut it in two, which would
+		// lose this message and turn its tail into a bogus one.
+		while ((rc = zmq_msg_recv(m, sock, 0)) < 0 && f->parts > 0 &&
+		       (errno == EINTR || errno == EAGAIN)) {
+		}
+		if (rc < 0) {
 			zmq_msg_close(m);
 			for (int i = 0; i < f->parts && i < 2; i++) zmq_msg_close(&f->part[i]);
 			f->parts = 0;
@@ -50,14 +60,16 @@ static void gofedmsg_release(gofedmsg_frames *f) {
 // gofedmsg_send2 sends the two held parts on sock without copying them.
 // Returns 0, or -1 with errno set; the parts are released either way.
 static int gofedmsg_send2(void *sock, gofedmsg_frames *f) {
-	int rc = 0;
-	if (zmq_msg_send(&f->part[0], sock, ZMQ_SNDMORE) < 0) {
-		rc = -1;
-	} else if (zmq_msg_send(&f->part[1], sock, 0) < 0) {
-		rc = -1;
+	int rc;
+	// A signal must not lose the message either (see gofedmsg_recv).
+	while ((rc = zmq_msg_send(&f->part[0], sock, ZMQ_SNDMORE)) < 0 && errno == EINTR) {
+	}
+	if (rc >= 0) {
+		while ((rc = zmq_msg_send(&f->part[1], sock, 0)) < 0 && errno == EINTR) {
+		}
 	}
 	gofedmsg_release(f);
-	return rc;
+	return rc < 0 ? -1 : 0;
 }
 */
 import "C"

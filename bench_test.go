@@ -1,24 +1,26 @@
 package fedmsg_test
 
 import (
-	"context"
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	zmq4 "github.com/pebbe/zmq4"
 
-	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/internal/sharedtest"
-	"github.com/gofedmsg/fedmsg/signing"
-	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
 // benchEnvelope is an unsigned 609-byte envelope, the size of the raw
@@ -29,35 +31,35 @@ var benchEnvelope = func() []byte {
 	return []byte(head + strings.Repeat("x", 609-len(head)-len(tail)) + tail)
 }()
 
-func benchSigner(b *testing.B) *signing.X509Signer {
-	dir := sharedtest.Dir(b, "fedmsg-x509")
-	s, err := signing.NewX509Signer(filepath.Join(dir, "bodhi-app01.example.com.crt"), filepath.Join(dir, "bodhi-app01.example.com.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return s
-}
-
-// BenchmarkSigningRelay: messages through `fedmsg signing-relay`'s path
-// (relay, ordered signing on every core, relay out), end to end on
-// loopback.
+// BenchmarkSigningRelay: messages through the real `fedmsg signing-relay`
+// process (relay in, ordered signing on every core, relay out), end to end
+// on loopback, from a publisher and to a subscriber in this process. Run
+// as its own process, as in production, so that this harness's sockets do
+// not take the relay's cores.
 func BenchmarkSigningRelay(b *testing.B) {
-	signer := benchSigner(b)
-	o := zmq.DefaultOptions()
-	o.Linger = 0
-	r, err := zmq.NewRelay(o, []string{"tcp://127.0.0.1:*"}, []string{"tcp://127.0.0.1:*"})
-	if err != nil {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "fedmsg")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fedmsg").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	in, out := freeTCP(b), freeTCP(b)
+	cfg := filepath.Join(dir, "relay.yaml")
+	pki := sharedtest.Dir(b, "fedmsg-x509")
+	yaml := fmt.Sprintf("ssldir: %s\ncertnames: {signing_relay: bodhi-app01.example.com}\nrelay_inbound: [%s]\nendpoints: {relay_outbound: [%s]}\nhigh_water_mark: 0\n", pki, in, out)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- r.RunTransform(ctx, func(_ string, body []byte) ([]byte, error) { return fedmsg.Resign(signer, body) }, 0)
-	}()
+	relay := exec.Command(bin, "signing-relay", "--config", cfg)
+	relay.Dir, relay.Env = dir, []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+	var stderr bytes.Buffer
+	relay.Stderr = &stderr
+	if err := relay.Start(); err != nil {
+		b.Fatal(err)
+	}
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
+		relay.Process.Signal(syscall.SIGTERM)
+		if err := relay.Wait(); err != nil {
+			b.Errorf("signing-relay: %v\n%s", err, stderr.String())
 		}
 	}()
 
@@ -73,14 +75,18 @@ func BenchmarkSigningRelay(b *testing.B) {
 		s.SetRcvhwm(0)
 	}
 	sub.SetSubscribe("")
-	pub.Connect(r.InboundAddrs()[0])
-	sub.Connect(r.OutboundAddr())
+	pub.Connect(in)
+	sub.Connect(out)
 	topic := []byte("org.fedoraproject.dev.logger.log")
 	sub.SetRcvtimeo(50 * time.Millisecond)
-	for { // slow joiner: until one message has made the trip
+	deadline := time.Now().Add(20 * time.Second)
+	for { // slow joiner and start-up: until one message has made the trip
 		pub.SendMessage(topic, benchEnvelope)
 		if _, err := sub.RecvMessageBytes(0); err == nil {
 			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no message came through the signing relay in 20s\n%s", stderr.String())
 		}
 	}
 	for {
@@ -99,11 +105,24 @@ func BenchmarkSigningRelay(b *testing.B) {
 		}
 	}()
 	for i := range b.N {
-		if _, err := sub.RecvMessageBytes(0); err != nil {
+		frames, err := sub.RecvMessageBytes(0)
+		if err != nil {
 			b.Fatalf("received %d of %d: %v", i, b.N, err)
+		}
+		if !bytes.Contains(frames[1], []byte(`"signature":"`)) {
+			b.Fatalf("message %d came out unsigned: %.200s", i, frames[1])
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func freeTCP(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return "tcp://" + l.Addr().String()
 }
 
 // BenchmarkRawRSASignAllCores is the baseline: RSA-2048 PKCS#1 v1.5 SHA-1

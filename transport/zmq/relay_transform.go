@@ -21,7 +21,7 @@ type Transform func(topic string, body []byte) ([]byte, error)
 func (r *Relay) RunTransform(ctx context.Context, fn Transform, workers int) error {
 	defer r.release()
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = runtime.NumCPU()
 	}
 	type job struct {
 		topic []byte

@@ -53,17 +53,24 @@ func TestLoggerThroughSTOMPReachesAPlainSubscriber(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			awaitSubscription(t, conn, sub, "/topic/"+topic)
 			if _, errOut, code := b.run("Hello, world.\n", "logger"); code != 0 {
 				t.Fatalf("logger exited %d: %s", code, errOut)
 			}
-			select {
-			case m := <-sub.C:
-				if m.Err != nil {
-					t.Fatal(m.Err)
+			for {
+				select {
+				case m := <-sub.C:
+					if m.Err != nil {
+						t.Fatal(m.Err)
+					}
+					if string(m.Body) == stompProbe {
+						continue // a late probe
+					}
+					checkLoggerEnvelope(t, m.Body, prefix)
+				case <-time.After(15 * time.Second):
+					t.Fatal("the plain STOMP subscriber got nothing within 15s")
 				}
-				checkLoggerEnvelope(t, m.Body, prefix)
-			case <-time.After(15 * time.Second):
-				t.Fatal("the plain STOMP subscriber got nothing within 15s")
+				break
 			}
 		})
 	}
@@ -111,6 +118,31 @@ func TestLoggerThroughAMQPReachesAPlainConsumer(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the plain AMQP consumer got nothing within 15s")
 	}
+}
+
+const stompProbe = `{"probe":true}`
+
+// awaitSubscription returns once sub receives a probe sent to dest: a
+// broker (ActiveMQ especially) may make a SUBSCRIBE effective after later
+// frames of other connections, and a topic keeps nothing for a late
+// subscriber.
+func awaitSubscription(t *testing.T, conn *stomp.Conn, sub *stomp.Subscription, dest string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := conn.Send(dest, "application/json", []byte(stompProbe)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-sub.C:
+			if m.Err != nil {
+				t.Fatal(m.Err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatalf("the plain STOMP subscription to %s never received a probe", dest)
 }
 
 // checkLoggerEnvelope compares a body with the frame real fedmsg-logger

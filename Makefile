@@ -38,7 +38,8 @@ vet:
 test: deps brokers vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# Relay throughput beside libzmq's zmq_proxy on the same sockets, as a ratio.
+# Our relay, signing, validation and broker transports beside raw baselines
+# measured in the same run, as ratios (test/bench.sh).
 bench: deps brokers
 	./test/bench.sh
 

@@ -65,18 +65,22 @@ for p in "${pairs[@]}"; do
 done >"$tmp/results.tsv"
 
 awk -F'\t' '
-  { key = $1 SUBSEP $2; vals[key] = vals[key] " " $4; label[key] = $3; if (!($1 in seen)) { order[++n] = $1; seen[$1] = 1 } }
+  { key = $1 SUBSEP $2; vals[key] = vals[key] " " $4; label[key] = $3; if (!($1 in seen)) { order[++n] = $1; seen[$1] = 1 }
+    # Each "ours" run follows its baseline run: their ratio shows the noise.
+    if ($2 == "base") last[$1] = $4; else ratios[$1] = ratios[$1] " " ($4 / last[$1]) }
   function median(s,   a, k, i, j, t) {
     k = split(s, a, " ")
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
   END {
-    printf "%-42s %10s %7s\n", "path (median msgs/s)", "msgs/s", "ratio"
+    printf "%-42s %10s %7s %s\n", "path (median msgs/s)", "msgs/s", "ratio", "  (range of the paired runs)"
     for (i = 1; i <= n; i++) {
       g = order[i]
       b = median(vals[g, "base"]); o = median(vals[g, "ours"])
       printf "%-42s %10.0f\n", label[g, "base"], b
-      printf "%-42s %10.0f %7.2f\n", label[g, "ours"], o, o / b
+      k = split(ratios[g], r, " "); lo = r[1]; hi = r[1]
+      for (j = 2; j <= k; j++) { if (r[j] + 0 < lo + 0) lo = r[j]; if (r[j] + 0 > hi + 0) hi = r[j] }
+      printf "%-42s %10.0f %7.2f   (%.2f-%.2f)\n", label[g, "ours"], o, o / b, lo, hi
     }
   }' "$tmp/results.tsv"

@@ -51,6 +51,12 @@ func BenchmarkSigningRelay(b *testing.B) {
 	}
 	relay := exec.Command(bin, "signing-relay", "--config", cfg)
 	relay.Dir, relay.Env = dir, []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+	// RELAY_GOGC and RELAY_GOMAXPROCS tune the relay process, to compare.
+	for _, v := range []string{"GOGC", "GOMAXPROCS"} {
+		if x := os.Getenv("RELAY_" + v); x != "" {
+			relay.Env = append(relay.Env, v+"="+x)
+		}
+	}
 	var stderr bytes.Buffer
 	relay.Stderr = &stderr
 	if err := relay.Start(); err != nil {
@@ -98,6 +104,7 @@ func BenchmarkSigningRelay(b *testing.B) {
 
 	b.ResetTimer()
 	start := time.Now()
+	cpuBefore := processCPU(b, relay.Process.Pid)
 	go func() {
 		for range b.N {
 			pub.SendBytes(topic, zmq4.SNDMORE)
@@ -113,7 +120,26 @@ func BenchmarkSigningRelay(b *testing.B) {
 			b.Fatalf("message %d came out unsigned: %.200s", i, frames[1])
 		}
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	// How many cores the relay process kept busy: below the machine's
+	// count means its workers waited.
+	b.ReportMetric((processCPU(b, relay.Process.Pid)-cpuBefore).Seconds()/elapsed.Seconds(), "relay-cores")
+}
+
+// processCPU is the user+system CPU time pid has used (Linux /proc).
+func processCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second here).
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func freeTCP(b *testing.B) string {

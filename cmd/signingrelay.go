@@ -65,9 +65,11 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 // reserveProcsForLibzmq raises GOMAXPROCS to workers + 2 (unless the
 // GOMAXPROCS environment variable sets it). The relay's receiver and sender
 // spend their lives inside blocking libzmq calls, and a goroutine in a C
-// call keeps its P until the scheduler's monitor takes it back; with
-// GOMAXPROCS = cores, the signing workers then got about 0.7 of the cores
-// (BenchmarkSigningRelay), with two spare Ps they get nearly all of them.
+// call keeps its P until the scheduler's monitor takes it back. Measured
+// with the relay and a harness in one process, the signing workers got
+// about 0.7 of the cores with GOMAXPROCS = cores and 0.85 with two spare
+// Ps; with the relay in its own process (BenchmarkSigningRelay now) the
+// difference is within the machine's noise.
 func reserveProcsForLibzmq(workers int) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return

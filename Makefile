@@ -36,6 +36,7 @@ vet:
 # Every test, including the fuzz seed corpora and the end-to-end tests
 # that run bin/fedmsg as separate processes.
 test: deps brokers vet
+	@./test/deps.sh test
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Our relay, signing, validation and broker transports beside raw baselines

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Installs what building and testing gofedmsg needs and is missing: libzmq
-# (Debian's libzmq3-dev, found through pkg-config) and a C compiler for cgo.
-# Idempotent: does nothing when all is there.
+# Installs what building gofedmsg needs and is missing: libzmq (Debian's
+# libzmq3-dev, found through pkg-config) and a C compiler for cgo. With the
+# argument "test", also what the tests need: openssl (signatures checked
+# independently) and docker-compose (validates docker-compose.yml without
+# an engine). The brokers are test/brokers.sh's. Idempotent.
 set -euo pipefail
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists libzmq 2>/dev/null || missing+=(libzmq3-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+if [ "${1:-}" = test ]; then
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,6 +1,7 @@
 package fedmsg
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,25 +27,11 @@ var ErrNoBroker = errors.New("fedmsg: zmq_enabled is false and no broker is conf
 func BrokerTransport(cfg *config.Config, log *slog.Logger) (t transport.Transport, name string, err error) {
 	switch {
 	case cfg.StompURI != "" || cfg.StompBroker != "":
-		o, err := StompOptions(cfg, log)
-		if err != nil {
-			return nil, "", err
-		}
-		t, err := stomp.New(o)
-		if err != nil {
-			return nil, "", fmt.Errorf("fedmsg: stomp: %w", err)
-		}
-		return t, "stomp " + strings.Join(o.Addrs, ","), nil
+		t, err = OpenTransport(context.Background(), KindSTOMP, cfg, log)
+		return t, "stomp", err
 	case len(cfg.AMQPURL) > 0:
-		o, err := AMQPOptions(cfg, log)
-		if err != nil {
-			return nil, "", err
-		}
-		t, err := amqp.New(o)
-		if err != nil {
-			return nil, "", fmt.Errorf("fedmsg: amqp: %w", err)
-		}
-		return t, "amqp", nil
+		t, err = OpenTransport(context.Background(), KindAMQP, cfg, log)
+		return t, "amqp", err
 	}
 	return nil, "", ErrNoBroker
 }

@@ -1,0 +1,456 @@
+// Package bridge moves fedmsg messages between transports along configured
+// routes: ZeroMQ to RabbitMQ, STOMP to ZeroMQ, and so on. It receives ready
+// transport.Transport values (cmd builds them from the configuration) and
+// never imports a concrete transport.
+//
+// Per route and per delivery:
+//
+//   - the topic is filtered by the route's patterns (also passed to the
+//     source's Subscribe, which may filter by prefix only);
+//   - the body is forwarded byte for byte and never re-serialised, except
+//     on a resign route, where the bridge's own signature replaces the
+//     message's credentials;
+//   - on a require-valid route, a message whose signature does not validate
+//     is dropped (Nack with transport.ErrPermanent) and counted by reason;
+//   - the source is acked only after the sink's Publish returned nil, which
+//     is a broker confirmation on sinks with Capabilities().Confirms. On an
+//     at-least-once route a sink failure is Nacked (the source redelivers)
+//     and the route backs off; on an at-most-once route it is counted as a
+//     drop and acked.
+//
+// A route processes one delivery at a time, so a source's order is kept.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/signing"
+	"github.com/gofedmsg/fedmsg/transport"
+)
+
+// Sentinel errors, wrapped with the route and key at fault.
+var (
+	// ErrInvalidConfig: the routes or transports configuration is wrong.
+	ErrInvalidConfig = errors.New("bridge: invalid config")
+	// ErrGuaranteeUnavailable: a route asks for a delivery guarantee its
+	// transports cannot give.
+	ErrGuaranteeUnavailable = errors.New("bridge: delivery guarantee unavailable")
+	// ErrClosed: the bridge was closed.
+	ErrClosed = errors.New("bridge: closed")
+	// ErrRunning: Run was called on a bridge that already runs.
+	ErrRunning = errors.New("bridge: already running")
+	// ErrSourceEnded: a route's source closed its channel while the bridge
+	// was running (the transport was closed under it).
+	ErrSourceEnded = errors.New("bridge: source ended")
+	// ErrSinkClosed: a route's sink reported transport.ErrClosed; nothing
+	// more can be forwarded on that route.
+	ErrSinkClosed = errors.New("bridge: sink closed")
+)
+
+// Defaults for the Options fields that have one.
+const (
+	DefaultRetryMin      = 100 * time.Millisecond
+	DefaultRetryMax      = 10 * time.Second
+	DefaultSettleTimeout = 10 * time.Second
+)
+
+// Options configure a Bridge. The zero value suits routes that use neither
+// require-valid nor resign.
+type Options struct {
+	// Validator checks signatures on require-valid routes (required there).
+	Validator *signing.Validator
+	// Signer signs on resign routes (required there).
+	Signer signing.Signer
+	// Logger receives start-up and drop events; nil discards them.
+	Logger *slog.Logger
+	// RetryMin and RetryMax bound the pause of an at-least-once route after
+	// a failure, doubling from RetryMin while failures repeat, so a broker
+	// that is down is not hammered with redeliveries.
+	RetryMin, RetryMax time.Duration
+	// SettleTimeout bounds one Ack or Nack. Settlement is not tied to the
+	// run context, so a message handled while the bridge stops is still
+	// acked or handed back.
+	SettleTimeout time.Duration
+}
+
+// Bridge runs a set of routes. Its methods are safe for concurrent use.
+type Bridge struct {
+	routes []*route
+	opts   Options
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	running    bool
+	closed     bool
+	stop       chan struct{} // closed by Close: routes take no new delivery
+	cancelWork context.CancelFunc
+	done       chan struct{} // closed when Run's routes have all returned
+	ready      chan struct{} // closed once every route is subscribed
+}
+
+type route struct {
+	cfg      RouteConfig
+	patterns []message.Pattern
+	src, dst transport.Transport
+	stats    counters
+	failures int // consecutive failures, for the backoff; owned by the route's goroutine
+}
+
+// New checks routes against transports and the options and returns a
+// bridge ready to Run. It refuses an at-least-once route whose source
+// cannot redeliver or whose sink cannot confirm, saying which. The bridge
+// does not own the transports: closing them is the caller's job, after
+// Close.
+func New(routes []RouteConfig, transports map[string]transport.Transport, opts Options) (*Bridge, error) {
+	err := ValidateRoutes(routes, func(name string) bool { return transports[name] != nil })
+	if err != nil {
+		return nil, err
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
+	}
+	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
+	if opts.SettleTimeout <= 0 {
+		opts.SettleTimeout = DefaultSettleTimeout
+	}
+	b := &Bridge{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	for _, rc := range routes {
+		rc = rc.withDefaults()
+		r := &route{cfg: rc, src: transports[rc.From], dst: transports[rc.To]}
+		for _, p := range rc.Topics {
+			c, _ := message.CompilePattern(p) // checked by ValidateRoutes
+			r.patterns = append(r.patterns, c)
+		}
+		switch {
+		case rc.Signatures == RequireValid && opts.Validator == nil:
+			errs = append(errs, configErr(rc.Name, "signatures", "require-valid needs a signature validator (ca_cert_location, crl_location)"))
+		case rc.Signatures == Resign && opts.Signer == nil:
+			errs = append(errs, configErr(rc.Name, "signatures", "resign needs the bridge's own certificate to sign with"))
+		}
+		if rc.Delivery == AtLeastOnce {
+			if !r.src.Capabilities().Redelivery {
+				errs = append(errs, fmt.Errorf("%w: route %q: key \"delivery\": at-least-once is impossible: source %q cannot redeliver, so a message whose forwarding failed would be lost (ZeroMQ PUB/SUB cannot); use delivery: at-most-once or a broker queue as the source",
+					ErrGuaranteeUnavailable, rc.Name, rc.From))
+			}
+			if !r.dst.Capabilities().Confirms {
+				errs = append(errs, fmt.Errorf("%w: route %q: key \"delivery\": at-least-once is impossible: sink %q cannot confirm, so the bridge cannot know a message arrived before acking the source; use delivery: at-most-once or a sink with confirms (AMQP publisher confirms, STOMP receipts)",
+					ErrGuaranteeUnavailable, rc.Name, rc.To))
+			}
+		}
+		b.routes = append(b.routes, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Run subscribes every route to its source and forwards messages until ctx
+// ends or Close is called; both return nil. It fails at once if a
+// subscription cannot be made, and stops every route with an error when
+// one route cannot go on (its source ended, its sink was closed): a bridge
+// missing a route should exit loudly, not limp.
+func (b *Bridge) Run(ctx context.Context) error {
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return ErrClosed
+	case b.running:
+		b.mu.Unlock()
+		return ErrRunning
+	}
+	b.running = true
+	work, cancel := context.WithCancel(ctx)
+	b.cancelWork = cancel
+	b.mu.Unlock()
+	defer close(b.done)
+	defer cancel()
+
+	srcs := make([]<-chan *transport.Delivery, len(b.routes))
+	for i, r := range b.routes {
+		ch, err := r.src.Subscribe(work, r.cfg.Topics...)
+		if err != nil {
+			return fmt.Errorf("bridge: route %q: subscribe to %q: %w", r.cfg.Name, r.cfg.From, err)
+		}
+		srcs[i] = ch
+	}
+	for _, r := range b.routes {
+		b.logRoute(r)
+	}
+	close(b.ready)
+
+	errc := make(chan error, len(b.routes))
+	var wg sync.WaitGroup
+	for i, r := range b.routes {
+		wg.Go(func() { errc <- b.runRoute(work, r, srcs[i]) })
+	}
+	var first error
+	for range b.routes {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			b.log.Error("bridge: route failed, stopping every route", "err", err)
+			cancel()
+		}
+	}
+	wg.Wait()
+	return first
+}
+
+// logRoute states the route and the guarantee it actually gives.
+func (b *Bridge) logRoute(r *route) {
+	c := r.cfg
+	attrs := []any{"route", c.Name, "from", c.From, "to", c.To, "topics", c.Topics, "signatures", string(c.Signatures), "delivery", string(c.Delivery)}
+	if c.Delivery == AtMostOnce {
+		why := "as configured"
+		if !r.src.Capabilities().Redelivery {
+			why = "the source cannot redeliver"
+		} else if !r.dst.Capabilities().Confirms {
+			why = "the sink cannot confirm"
+		}
+		attrs = append(attrs, "guarantee", "messages may be lost if the sink fails: "+why)
+	} else {
+		attrs = append(attrs, "guarantee", "source acked only after the sink confirmed; failures are redelivered")
+	}
+	b.log.Info("bridge: route started", attrs...)
+}
+
+// Close stops the routes: they take no new delivery, and the one each
+// route is handling is finished (forwarded and acked, or handed back)
+// until ctx ends; then in-flight work is cancelled. It does not close the
+// transports. It returns ctx's error if the routes did not stop in time.
+func (b *Bridge) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.stop)
+	}
+	running, cancel := b.running, b.cancelWork
+	b.mu.Unlock()
+	if !running {
+		return nil
+	}
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+	}
+	// Out of patience: abort publishes and subscriptions, then wait
+	// briefly for the goroutines, which now only settle and return.
+	cancel()
+	select {
+	case <-b.done:
+	case <-time.After(b.opts.SettleTimeout):
+	}
+	return fmt.Errorf("bridge: close: %w", ctx.Err())
+}
+
+// Ready is closed once Run has subscribed every route. A source without
+// durable queues (ZeroMQ, memory) delivers nothing published before then.
+func (b *Bridge) Ready() <-chan struct{} { return b.ready }
+
+// Stats returns a snapshot of every route's counters, in configuration
+// order.
+func (b *Bridge) Stats() []RouteStats {
+	out := make([]RouteStats, len(b.routes))
+	for i, r := range b.routes {
+		out[i] = r.stats.snapshot(r.cfg.Name)
+	}
+	return out
+}
+
+func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.Delivery) error {
+	for {
+		// A stop request wins over a waiting delivery, so Close is not
+		// delayed by a busy source.
+		select {
+		case <-b.stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		select {
+		case <-b.stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-src:
+			if !ok {
+				if ctx.Err() != nil || b.stopping() {
+					return nil
+				}
+				return fmt.Errorf("%w: route %q: the subscription to %q was closed", ErrSourceEnded, r.cfg.Name, r.cfg.From)
+			}
+			if err := b.handle(ctx, r, d); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (b *Bridge) stopping() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle takes one delivery to its end: forwarded and acked, dropped, or
+// handed back. Only a condition that ends the route is returned.
+func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) error {
+	r.stats.received.Add(1)
+	m := d.Message
+	if m == nil {
+		b.drop(r, d, DropMalformed, errors.New("delivery without a message"))
+		return nil
+	}
+	if !message.MatchAny(r.patterns, m.Topic) {
+		r.stats.filtered.Add(1)
+		b.ack(r, d)
+		return nil
+	}
+
+	body := m.Body
+	switch r.cfg.Signatures {
+	case RequireValid:
+		if err := b.opts.Validator.ValidateBytes(ctx, body); err != nil {
+			if (trustProblem(err) && r.cfg.Delivery == AtLeastOnce) || ctx.Err() != nil {
+				b.retry(ctx, r, d, err)
+				return nil
+			}
+			b.drop(r, d, signatureReason(err), err)
+			return nil
+		}
+	case Resign:
+		signed, err := resign(b.opts.Signer, body)
+		if err != nil {
+			b.drop(r, d, DropResignFailed, err)
+			return nil
+		}
+		body = signed
+	}
+
+	out := &transport.Message{Topic: m.Topic, Body: body, ID: m.ID, Headers: maps.Clone(m.Headers)}
+	err := r.dst.Publish(ctx, out)
+	switch {
+	case err == nil:
+		r.stats.forwarded.Add(1)
+		r.failures = 0
+		b.ack(r, d)
+		return nil
+	case errors.Is(err, transport.ErrClosed):
+		// Handed back so a broker source redelivers it to whoever
+		// consumes next; this route cannot.
+		b.nack(r, d, err)
+		r.stats.retried.Add(1)
+		return fmt.Errorf("%w: route %q: sink %q: %w", ErrSinkClosed, r.cfg.Name, r.cfg.To, err)
+	case ctx.Err() != nil:
+		// Stopping: the publish was cut short, so the message is handed
+		// back rather than counted as lost.
+		b.nack(r, d, err)
+		r.stats.retried.Add(1)
+		return nil
+	case errors.Is(err, transport.ErrBadMessage) || errors.Is(err, transport.ErrPermanent):
+		b.drop(r, d, DropSinkRejected, err)
+		return nil
+	case r.cfg.Delivery == AtMostOnce:
+		r.stats.dropped[DropSinkError].Add(1)
+		b.log.Warn("bridge: sink failed, message lost (at-most-once)", "route", r.cfg.Name, "topic", m.Topic, "msg_id", m.ID, "err", err)
+		b.ack(r, d)
+		return nil
+	default:
+		b.retry(ctx, r, d, err)
+		return nil
+	}
+}
+
+// resign replaces the body's credentials with signer's. Like the root
+// package's Resign (not imported: the root package will import bridge),
+// it strips first, since signing over old credentials never validates.
+func resign(signer signing.Signer, body []byte) ([]byte, error) {
+	env, err := message.DecodeObject(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", signing.ErrMalformed, err)
+	}
+	signed, err := signer.Sign(signing.StripCredentials(env))
+	if err != nil {
+		return nil, err
+	}
+	return message.Canonical(signed)
+}
+
+// retry hands d back to its source and pauses the route, doubling the
+// pause while failures repeat.
+func (b *Bridge) retry(ctx context.Context, r *route, d *transport.Delivery, cause error) {
+	r.stats.retried.Add(1)
+	b.nack(r, d, cause)
+	if ctx.Err() != nil {
+		return
+	}
+	pause := b.opts.RetryMin
+	for i := 0; i < r.failures && pause < b.opts.RetryMax; i++ {
+		pause *= 2
+	}
+	pause = min(pause, b.opts.RetryMax)
+	r.failures++
+	b.log.Warn("bridge: forwarding failed, handed back for redelivery", "route", r.cfg.Name, "topic", d.Message.Topic, "msg_id", d.Message.ID, "retry_in", pause, "err", cause)
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-b.stop:
+	}
+}
+
+// drop settles d as never to be redelivered and counts why.
+func (b *Bridge) drop(r *route, d *transport.Delivery, reason DropReason, cause error) {
+	r.stats.dropped[reason].Add(1)
+	attrs := []any{"route", r.cfg.Name, "reason", reason.String(), "err", cause}
+	if d.Message != nil {
+		attrs = append(attrs, "topic", d.Message.Topic, "msg_id", d.Message.ID)
+	}
+	b.log.Warn("bridge: message dropped", attrs...)
+	b.nack(r, d, fmt.Errorf("%w: %s: %w", transport.ErrPermanent, reason, cause))
+}
+
+// settleCtx is detached from the run context: a delivery handled while
+// the bridge stops must still be settled.
+func (b *Bridge) settleCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), b.opts.SettleTimeout)
+}
+
+func (b *Bridge) ack(r *route, d *transport.Delivery) {
+	ctx, cancel := b.settleCtx()
+	defer cancel()
+	if err := d.Ack(ctx); err != nil {
+		r.stats.settleErrors.Add(1)
+		b.log.Warn("bridge: ack failed", "route", r.cfg.Name, "source", d.Source, "err", err)
+	}
+}
+
+func (b *Bridge) nack(r *route, d *transport.Delivery, cause error) {
+	ctx, cancel := b.settleCtx()
+	defer cancel()
+	if err := d.Nack(ctx, cause); err != nil {
+		r.stats.settleErrors.Add(1)
+		b.log.Warn("bridge: nack failed", "route", r.cfg.Name, "source", d.Source, "err", err)
+	}
+}

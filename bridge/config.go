@@ -1,0 +1,286 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/gofedmsg/fedmsg/message"
+)
+
+// SignaturePolicy is what a route does with the signatures of the messages
+// it carries.
+type SignaturePolicy string
+
+const (
+	// Passthrough forwards the body untouched, signed or not (the default).
+	Passthrough SignaturePolicy = "passthrough"
+	// RequireValid forwards only messages whose signature validates; the
+	// others are dropped and counted by reason.
+	RequireValid SignaturePolicy = "require-valid"
+	// Resign replaces the message's credentials with the bridge's own.
+	Resign SignaturePolicy = "resign"
+)
+
+// Delivery is the guarantee a route is asked to give.
+type Delivery string
+
+const (
+	// AtMostOnce acks the source whatever happens to the message; a sink
+	// failure loses it (counted). The default, and all ZeroMQ can offer.
+	AtMostOnce Delivery = "at-most-once"
+	// AtLeastOnce acks the source only after the sink confirmed; a sink
+	// failure makes the source redeliver. Needs a source with Redelivery
+	// and a sink with Confirms.
+	AtLeastOnce Delivery = "at-least-once"
+)
+
+// Transport kinds cmd knows how to build. The bridge itself never builds a
+// transport; it only checks the name so that a typo fails at load time, not
+// when cmd looks the kind up.
+var Kinds = []string{"zmq", "amqp", "stomp"}
+
+// TransportConfig is one entry of the transports map: its kind and every
+// other key as written, for cmd to turn into a transport.Transport.
+type TransportConfig struct {
+	Kind    string
+	Options map[string]any
+}
+
+// RouteConfig is one entry of routes. Empty Signatures and Delivery take
+// their defaults (Passthrough, AtMostOnce); no Topics means every topic.
+type RouteConfig struct {
+	Name       string          `yaml:"name"`
+	From       string          `yaml:"from"`
+	To         string          `yaml:"to"`
+	Topics     []string        `yaml:"topics"`
+	Signatures SignaturePolicy `yaml:"signatures"`
+	Delivery   Delivery        `yaml:"delivery"`
+}
+
+// withDefaults fills the keys that have a default.
+func (r RouteConfig) withDefaults() RouteConfig {
+	if r.Signatures == "" {
+		r.Signatures = Passthrough
+	}
+	if r.Delivery == "" {
+		r.Delivery = AtMostOnce
+	}
+	return r
+}
+
+// Config is the bridge part of a configuration file.
+type Config struct {
+	Transports map[string]TransportConfig
+	Routes     []RouteConfig
+}
+
+var routeKeys = []string{"name", "from", "to", "topics", "signatures", "delivery"}
+
+// DecodeConfig turns the generic tree a YAML/JSON/TOML parser produced (cmd
+// uses koanf's parsers; the bridge stays free of them) into a Config and
+// validates it. Unknown keys are errors rather than ignored: a misspelt
+// "delivery" silently meaning at-most-once is the kind of loss the bridge
+// exists to prevent.
+func DecodeConfig(raw map[string]any) (*Config, error) {
+	var errs []error
+	cfg := &Config{Transports: map[string]TransportConfig{}}
+	for k := range raw {
+		if k != "transports" && k != "routes" {
+			errs = append(errs, configErr("", k, "unknown key (want transports and routes)"))
+		}
+	}
+	if t, ok := raw["transports"]; ok {
+		tm, ok := t.(map[string]any)
+		if !ok {
+			errs = append(errs, configErr("", "transports", "must be a map of name to transport, got %s", typeName(t)))
+		}
+		for _, name := range slices.Sorted(maps.Keys(tm)) {
+			entry, ok := tm[name].(map[string]any)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%w: transport %q: must be a map with a kind, got %s", ErrInvalidConfig, name, typeName(tm[name])))
+				continue
+			}
+			tc := TransportConfig{Options: map[string]any{}}
+			for k, v := range entry {
+				if k == "kind" {
+					s, ok := v.(string)
+					if !ok {
+						errs = append(errs, fmt.Errorf("%w: transport %q: key \"kind\": must be a string, got %s", ErrInvalidConfig, name, typeName(v)))
+					}
+					tc.Kind = s
+					continue
+				}
+				tc.Options[k] = v
+			}
+			cfg.Transports[name] = tc
+		}
+	}
+	if r, ok := raw["routes"]; ok {
+		list, ok := r.([]any)
+		if !ok {
+			errs = append(errs, configErr("", "routes", "must be a list of routes, got %s", typeName(r)))
+		}
+		for i, item := range list {
+			rc, err := decodeRoute(i, item)
+			errs = append(errs, err)
+			cfg.Routes = append(cfg.Routes, rc)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func decodeRoute(i int, item any) (RouteConfig, error) {
+	var rc RouteConfig
+	m, ok := item.(map[string]any)
+	if !ok {
+		return rc, fmt.Errorf("%w: route #%d: must be a map, got %s", ErrInvalidConfig, i+1, typeName(item))
+	}
+	// The name first, so that every other error can name the route.
+	label := fmt.Sprintf("#%d", i+1)
+	if n, ok := m["name"].(string); ok && n != "" {
+		rc.Name, label = n, n
+	}
+	var errs []error
+	str := func(key string) string {
+		v, present := m[key]
+		if !present {
+			return ""
+		}
+		s, ok := v.(string)
+		if !ok {
+			errs = append(errs, configErr(label, key, "must be a string, got %s", typeName(v)))
+		}
+		return s
+	}
+	rc.Name = str("name")
+	rc.From = str("from")
+	rc.To = str("to")
+	rc.Signatures = SignaturePolicy(str("signatures"))
+	rc.Delivery = Delivery(str("delivery"))
+	switch t := m["topics"].(type) {
+	case nil:
+	case string: // one pattern written without brackets
+		rc.Topics = []string{t}
+	case []any:
+		for j, p := range t {
+			s, ok := p.(string)
+			if !ok {
+				errs = append(errs, configErr(label, "topics", "entry %d must be a string, got %s", j+1, typeName(p)))
+				continue
+			}
+			rc.Topics = append(rc.Topics, s)
+		}
+	default:
+		errs = append(errs, configErr(label, "topics", "must be a list of patterns, got %s", typeName(t)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !slices.Contains(routeKeys, k) {
+			errs = append(errs, configErr(label, k, "unknown key (want one of %s)", strings.Join(routeKeys, ", ")))
+		}
+	}
+	return rc, errors.Join(errs...)
+}
+
+// Validate checks the transports' kinds and every route against the
+// transports configured.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.Transports)) {
+		kind := c.Transports[name].Kind
+		switch {
+		case kind == "":
+			errs = append(errs, fmt.Errorf("%w: transport %q: key \"kind\": required (one of %s)", ErrInvalidConfig, name, strings.Join(Kinds, ", ")))
+		case !slices.Contains(Kinds, kind):
+			errs = append(errs, fmt.Errorf("%w: transport %q: key \"kind\": unknown kind %q (want one of %s)", ErrInvalidConfig, name, kind, strings.Join(Kinds, ", ")))
+		}
+	}
+	errs = append(errs, ValidateRoutes(c.Routes, func(name string) bool {
+		_, ok := c.Transports[name]
+		return ok
+	}))
+	return errors.Join(errs...)
+}
+
+// ValidateRoutes checks routes on their own and against the transports
+// known (has reports whether a transport name exists). Every error wraps
+// ErrInvalidConfig and names the route and the key at fault; all of them
+// are reported at once.
+func ValidateRoutes(routes []RouteConfig, has func(name string) bool) error {
+	var errs []error
+	seen := map[string]bool{}
+	if len(routes) == 0 {
+		errs = append(errs, configErr("", "routes", "no route configured"))
+	}
+	for i, r := range routes {
+		label := r.Name
+		if label == "" {
+			label = fmt.Sprintf("#%d", i+1)
+			errs = append(errs, configErr(label, "name", "required"))
+		} else if seen[r.Name] {
+			errs = append(errs, configErr(label, "name", "duplicate route name"))
+		}
+		seen[r.Name] = true
+		for _, k := range []struct{ key, val string }{{"from", r.From}, {"to", r.To}} {
+			switch {
+			case k.val == "":
+				errs = append(errs, configErr(label, k.key, "required"))
+			case has != nil && !has(k.val):
+				errs = append(errs, configErr(label, k.key, "unknown transport %q", k.val))
+			}
+		}
+		if r.From != "" && r.From == r.To {
+			errs = append(errs, configErr(label, "to", "same transport as from (%q): the route would feed its own source", r.To))
+		}
+		for _, p := range r.Topics {
+			if _, err := message.CompilePattern(p); err != nil {
+				errs = append(errs, configErr(label, "topics", "%v", err))
+			}
+		}
+		switch r.Signatures {
+		case "", Passthrough, RequireValid, Resign:
+		default:
+			errs = append(errs, configErr(label, "signatures", "unknown value %q (want %s, %s or %s)", r.Signatures, Passthrough, RequireValid, Resign))
+		}
+		switch r.Delivery {
+		case "", AtMostOnce, AtLeastOnce:
+		default:
+			errs = append(errs, configErr(label, "delivery", "unknown value %q (want %s or %s)", r.Delivery, AtMostOnce, AtLeastOnce))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// configErr formats one configuration problem; route "" is a top-level key.
+func configErr(route, key, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if route == "" {
+		return fmt.Errorf("%w: key %q: %s", ErrInvalidConfig, key, msg)
+	}
+	return fmt.Errorf("%w: route %q: key %q: %s", ErrInvalidConfig, route, key, msg)
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return "a string"
+	case map[string]any:
+		return "a map"
+	case []any:
+		return "a list"
+	case bool:
+		return "a boolean"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}

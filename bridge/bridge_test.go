@@ -65,7 +65,7 @@ func TestTopicFiltering(t *testing.T) {
 		"com.example.prod.bodhi.update":               false,
 	}
 	for name, wrap := range map[string]func(transport.Transport) transport.Transport{
-		"source-filters":  func(t transport.Transport) transport.Transport { return t },
+		"source-filters": func(t transport.Transport) transport.Transport { return t },
 		"bridge-filters": func(t transport.Transport) transport.Transport { return prefixOnly{t} },
 	} {
 		t.Run(name, func(t *testing.T) {

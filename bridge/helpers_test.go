@@ -176,4 +176,3 @@ func noLeak(t *testing.T) {
 		}
 	})
 }
-

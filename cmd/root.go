@@ -132,7 +132,7 @@ environment variables, then flags.`,
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	addCommonFlags(root.PersistentFlags())
-	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newLoggerCmd(e), newTailCmd(e),
+	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newLoggerCmd(e), newTailCmd(e),
 		newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
 	return root
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 
 	"github.com/knadh/koanf/providers/confmap"
@@ -37,4 +38,15 @@ func (c *Config) Overlay(source string, m map[string]any) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return nc, nil
+}
+
+// ReadFile parses one configuration file (.yaml, .yml, .toml or .json)
+// into a generic tree without checking its keys, for files that hold more
+// than fedmsg's keys (the bridge's transports and routes).
+func ReadFile(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalidf("config: %v", err)
+	}
+	return parse(path, data)
 }

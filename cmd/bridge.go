@@ -1,0 +1,175 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/bridge"
+	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/transport"
+)
+
+// bridgeCloseTimeout bounds the drain of in-flight messages at shutdown.
+const bridgeCloseTimeout = 10 * time.Second
+
+func newBridgeCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "bridge --config FILE",
+		Short: "Run the bridge: routes between the ZeroMQ bus and STOMP/AMQP brokers",
+		Long: `Run the bridge gateway. Each --config FILE holds, besides any fedmsg
+keys, the bridge's transports and routes:
+
+  transports:
+    bus:    {kind: zmq}                       # endpoints from the usual keys
+    rabbit: {kind: amqp, amqp_url: [amqp://guest:guest@127.0.0.1:5672/]}
+    amq:    {kind: stomp, stomp_uri: "127.0.0.1:61623"}
+  routes:
+    - {name: bus-to-rabbit, from: bus, to: rabbit, topics: ["org.fedoraproject.*"]}
+    - {name: amq-to-bus, from: amq, to: bus, signatures: require-valid}
+
+A transport's keys are fedmsg keys applied over the rest of the
+configuration. A zmq transport subscribes to every endpoint and publishes
+through the relay at relay_inbound (or binds endpoints[name] when it sets
+name). Per route: topics (fedmsg patterns; none = all), signatures
+(passthrough, require-valid, resign with certnames["bridge"]) and delivery
+(at-most-once, or at-least-once where the source can redeliver and the
+sink confirms). Bodies go through byte for byte. Each route and its
+guarantee is logged at start-up; SIGINT or SIGTERM drain in-flight
+messages and exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runBridge(c, e)
+		},
+	}
+}
+
+func runBridge(c *cobra.Command, e *env) error {
+	files, _ := c.Flags().GetStringArray("config")
+	legacy, _ := c.Flags().GetStringArray("config-filename")
+	files = append(files, legacy...)
+	if len(files) == 0 {
+		return usage(errors.New("bridge: --config FILE is required: the file that holds transports and routes"))
+	}
+	// The bridge files hold keys fedmsg does not know (transports, routes):
+	// load the rest of the configuration without them, then apply each
+	// file's fedmsg keys on top.
+	cfg, err := config.Load(config.Sources{Environ: e.environ, Flags: c.Flags(), FlagKeys: flagKeys})
+	if err != nil {
+		return usage(err)
+	}
+	raw := map[string]any{}
+	for _, f := range files {
+		m, err := config.ReadFile(f)
+		if err != nil {
+			return usage(err)
+		}
+		for _, key := range []string{"transports", "routes"} {
+			if v, ok := m[key]; ok {
+				raw[key] = mergeBridgeKey(raw[key], v)
+				delete(m, key)
+			}
+		}
+		if cfg, err = cfg.Overlay(f, m); err != nil {
+			return usage(err)
+		}
+	}
+	if cfg.PrintConfig {
+		return failure(printJSON(e.stdout, cfg.Redacted()))
+	}
+	log := newLogger(cfg, e.stderr)
+	bc, err := bridge.DecodeConfig(raw)
+	if err != nil {
+		return usage(err)
+	}
+
+	ctx := c.Context()
+	opts := bridge.Options{Logger: log}
+	for _, r := range bc.Routes {
+		switch r.Signatures {
+		case bridge.RequireValid:
+			if opts.Validator == nil {
+				if opts.Validator, err = fedmsg.NewValidator(cfg, log); err != nil {
+					return usage(fmt.Errorf("bridge: route %q needs signature validation: %w", r.Name, err))
+				}
+			}
+		case bridge.Resign:
+			if opts.Signer == nil {
+				if opts.Signer, err = fedmsg.NewSigner(cfg, "bridge", fedmsg.ShortHostname()); err != nil {
+					return usage(fmt.Errorf(`bridge: route %q re-signs with certnames["bridge"]: %w`, r.Name, err))
+				}
+			}
+		}
+	}
+
+	transports := map[string]transport.Transport{}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
+		defer cancel()
+		for name, t := range transports {
+			if err := t.Close(closeCtx); err != nil {
+				log.Warn("closing transport", "transport", name, "err", err)
+			}
+		}
+	}()
+	for _, name := range slices.Sorted(maps.Keys(bc.Transports)) {
+		tc := bc.Transports[name]
+		tcfg, err := cfg.Overlay(fmt.Sprintf("transports.%s", name), tc.Options)
+		if err != nil {
+			return usage(err)
+		}
+		t, err := fedmsg.OpenTransport(ctx, tc.Kind, tcfg, log.With("transport", name))
+		if err != nil {
+			return usage(fmt.Errorf("bridge: transport %q: %w", name, err))
+		}
+		transports[name] = t
+	}
+
+	b, err := bridge.New(bc.Routes, transports, opts)
+	if err != nil {
+		return usage(err)
+	}
+	err = b.Run(ctx)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
+	defer cancel()
+	if cerr := b.Close(closeCtx); cerr != nil {
+		log.Warn("bridge did not drain in time", "err", cerr)
+	}
+	logBridgeStats(log, b)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return failure(fmt.Errorf("bridge: %w", err))
+	}
+	return nil
+}
+
+// mergeBridgeKey combines the transports (by name) or routes (in order)
+// of several --config files.
+func mergeBridgeKey(have, add any) any {
+	switch a := add.(type) {
+	case map[string]any:
+		if h, ok := have.(map[string]any); ok {
+			out := maps.Clone(h)
+			maps.Copy(out, a)
+			return out
+		}
+	case []any:
+		if h, ok := have.([]any); ok {
+			return append(slices.Clone(h), a...)
+		}
+	}
+	return add
+}
+
+func logBridgeStats(log *slog.Logger, b *bridge.Bridge) {
+	for _, st := range b.Stats() {
+		log.Info("route stopped", "route", st.Route, "received", st.Received, "forwarded", st.Forwarded,
+			"dropped", st.DroppedTotal())
+	}
+}

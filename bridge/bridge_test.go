@@ -102,7 +102,7 @@ func TestTopicFiltering(t *testing.T) {
 
 // On an at-least-once route a sink that fails is not a loss: the source
 // is Nacked, redelivers, and every message arrives once the sink is back,
-// in order. The source is acked only after the sink confirmed.
+// none twice. The source is acked only after the sink confirmed.
 func TestAtLeastOnceSurvivesSinkFailures(t *testing.T) {
 	noLeak(t)
 	src, dst := newMemory(t), newMemory(t)
@@ -118,9 +118,16 @@ func TestAtLeastOnceSurvivesSinkFailures(t *testing.T) {
 	for i := range 5 {
 		publish(t, src, "t", []byte{'0' + byte(i)})
 	}
+	// A redelivery may come after the message the source was already
+	// handing over (memory's and AMQP's requeue), so order is not
+	// promised across a failure; each message arriving exactly once is.
+	seen := map[string]int{}
+	for range 5 {
+		seen[string(receive(t, out).Body)]++
+	}
 	for i := range 5 {
-		if m := receive(t, out); string(m.Body) != string(rune('0'+i)) {
-			t.Fatalf("message %d: got %q (lost or reordered)", i, m.Body)
+		if k := string(rune('0' + i)); seen[k] != 1 {
+			t.Errorf("message %s arrived %d times", k, seen[k])
 		}
 	}
 	s := waitStats(t, b, 0, func(s RouteStats) bool { return s.Forwarded == 5 })

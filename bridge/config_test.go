@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/knadh/koanf/parsers/yaml"
+)
+
+// parse reads YAML the way cmd will: koanf's parser, then DecodeConfig.
+func parse(t *testing.T, src string) (*Config, error) {
+	t.Helper()
+	raw, err := yaml.Parser().Unmarshal([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return DecodeConfig(raw)
+}
+
+func TestDecodeConfig(t *testing.T) {
+	cfg, err := parse(t, `
+transports:
+  bus:    {kind: zmq}
+  rabbit: {kind: amqp, amqp_url: ["amqp://guest:guest@127.0.0.1:5672/"]}
+routes:
+  - {name: bus-to-rabbit, from: bus, to: rabbit, topics: ["org.fedoraproject.*"], delivery: at-most-once}
+  - {name: rabbit-to-bus, from: rabbit, to: bus, signatures: require-valid}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Transports["rabbit"]; k.Kind != "amqp" || k.Options["amqp_url"] == nil || k.Options["kind"] != nil {
+		t.Errorf("transport rabbit: %+v", k)
+	}
+	r := cfg.Routes[0]
+	if r.Name != "bus-to-rabbit" || r.From != "bus" || r.To != "rabbit" || len(r.Topics) != 1 || r.Delivery != AtMostOnce {
+		t.Errorf("route 0: %+v", r)
+	}
+	if d := cfg.Routes[1].withDefaults(); d.Signatures != RequireValid || d.Delivery != AtMostOnce {
+		t.Errorf("route 1 defaults: %+v", d)
+	}
+}
+
+// Every problem is reported, each naming the route and the key, so an
+// operator fixes the file in one pass.
+func TestConfigErrorsNameRouteAndKey(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unknown signatures", `{name: r, from: a, to: b, signatures: sometimes}`, `route "r": key "signatures": unknown value "sometimes"`},
+		{"unknown delivery", `{name: r, from: a, to: b, delivery: exactly-once}`, `route "r": key "delivery": unknown value "exactly-once"`},
+		{"unknown from", `{name: r, from: nope, to: b}`, `route "r": key "from": unknown transport "nope"`},
+		{"unknown to", `{name: r, from: a, to: nope}`, `route "r": key "to": unknown transport "nope"`},
+		{"from == to", `{name: r, from: a, to: a}`, `route "r": key "to": same transport as from`},
+		{"missing to", `{name: r, from: a}`, `route "r": key "to": required`},
+		{"missing name", `{from: a, to: b}`, `route "#1": key "name": required`},
+		{"misspelt key", `{name: r, from: a, to: b, delivry: at-least-once}`, `route "r": key "delivry": unknown key`},
+		{"topics not strings", `{name: r, from: a, to: b, topics: [1]}`, `route "r": key "topics": entry 1 must be a string`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(t, "transports: {a: {kind: zmq}, b: {kind: stomp}}\nroutes:\n  - "+c.yaml+"\n")
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("err %v, want ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+			if !strings.HasPrefix(err.Error(), "bridge: ") {
+				t.Errorf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+}
+
+func TestConfigDuplicatesAndKinds(t *testing.T) {
+	_, err := parse(t, `
+transports: {a: {kind: zmq}, b: {kind: carrier-pigeon}, c: {}}
+routes:
+  - {name: r, from: a, to: b}
+  - {name: r, from: b, to: a}
+`)
+	for _, want := range []string{
+		`route "r": key "name": duplicate route name`,
+		`transport "b": key "kind": unknown kind "carrier-pigeon"`,
+		`transport "c": key "kind": required`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
+	}
+}
+
+// YAML cannot carry a pattern that is not UTF-8, but a config built in Go can.
+func TestValidateRoutesBadPattern(t *testing.T) {
+	err := ValidateRoutes([]RouteConfig{{Name: "r", From: "a", To: "b", Topics: []string{"org.\xff"}}}, nil)
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), `route "r": key "topics"`) {
+		t.Errorf("err %v", err)
+	}
+}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/gofedmsg/fedmsg/internal/brokertest"
 	"github.com/gofedmsg/fedmsg/message"
 )
@@ -35,26 +33,7 @@ routes:
 		t.Fatal(err)
 	}
 
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(q.Name, prefix+".#", "amq.topic", false, nil); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deliveries := plainAMQPConsumer(t, url, prefix+".#")
 
 	b.startRelay()
 	bridge := b.start("bridge", "--config", cfgPath)

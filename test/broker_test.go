@@ -79,27 +79,8 @@ func TestLoggerThroughSTOMPReachesAPlainSubscriber(t *testing.T) {
 func TestLoggerThroughAMQPReachesAPlainConsumer(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b, prefix := brokerBus(t, "FEDMSG_AMQP_URL=[amqp://guest:guest@"+brokertest.RabbitAMQP.Addr+"/]")
-	conn, err := amqp.Dial("amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	topic := prefix + ".dev.logger.log"
-	if err := ch.QueueBind(q.Name, topic, "amq.topic", false, nil); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deliveries := plainAMQPConsumer(t, "amqp://guest:guest@"+brokertest.RabbitAMQP.Addr+"/", topic)
 	if _, errOut, code := b.run("Hello, world.\n", "logger"); code != 0 {
 		t.Fatalf("logger exited %d: %s", code, errOut)
 	}
@@ -143,6 +124,34 @@ func awaitSubscription(t *testing.T, conn *stomp.Conn, sub *stomp.Subscription, 
 		}
 	}
 	t.Fatalf("the plain STOMP subscription to %s never received a probe", dest)
+}
+
+// plainAMQPConsumer consumes, with amqp091-go used directly, what
+// amq.topic routes by bindingKey to a private queue; the binding exists
+// when it returns.
+func plainAMQPConsumer(t *testing.T, url, bindingKey string) <-chan amqp.Delivery {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, bindingKey, "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deliveries
 }
 
 // checkLoggerEnvelope compares a body with the frame real fedmsg-logger

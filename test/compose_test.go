@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gofedmsg/fedmsg/bridge"
 	"github.com/gofedmsg/fedmsg/config"
 )
 
@@ -82,5 +83,24 @@ func TestComposeConfigurationsLoad(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	// The bridge's file: transports and routes the bridge accepts, and
+	// transport keys fedmsg knows.
+	path := filepath.Join("..", "configs", "compose", "bridge.yaml")
+	raw, err := config.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := bridge.DecodeConfig(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for name, tc := range bc.Transports {
+		if _, err := config.Default().Overlay("transports."+name, tc.Options); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	if len(bc.Routes) == 0 {
+		t.Errorf("%s has no routes", path)
 	}
 }

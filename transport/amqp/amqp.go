@@ -50,6 +50,27 @@
 //     returns at once and the subscription is bound when a connection
 //     comes; messages published meanwhile reach it only with a named
 //     queue that already existed.
+//   - Options.Format "fedora-messaging" (amqp_format) changes what is on
+//     the wire, as fedora-messaging and fedmsg-migration-tools expect it
+//     (spec §10.1): the body is json.dumps of the envelope's msg (Python's
+//     ", " and ": " separators, keys sorted); content_type
+//     application/json, content_encoding utf-8, delivery_mode 2,
+//     message_id the msg_id; headers fedora_messaging_schema
+//     "base.message", sent-at (UTC, seconds, +00:00) and
+//     fedora_messaging_severity 20, plus the envelope's own "headers"
+//     object and the message's Headers. The rest of the envelope (every
+//     field but msg: topic, timestamp, msg_id, i, username, crypto,
+//     signature, certificate, ...) rides in one header, x-fedmsg-envelope,
+//     as its canonical JSON. A subscriber in this format rebuilds the
+//     envelope as canonical JSON of that header's object plus the msg
+//     decoded from the body: byte for byte the envelope published (fedmsg
+//     publishes canonical JSON), so signatures verify. A message without
+//     x-fedmsg-envelope (from a real fedora-messaging publisher) becomes
+//     an envelope as fedmsg-migration-tools builds one (see
+//     fromFedoraMessaging). A delivery that cannot become an envelope is
+//     rejected without requeue and logged. Both ends of a route must use
+//     the same format: one publishing envelopes verbatim to a subscriber
+//     in fedora-messaging format delivers them wrapped as msg.
 //   - Close refuses new work, lets in-flight publishes collect their
 //     confirms (at most drainLimit, and only while its ctx lasts), then
 //     closes the connection; subscription channels close.
@@ -64,6 +85,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -112,6 +134,8 @@ type Transport struct {
 	down    chan struct{} // closed once a whole round of URLs failed, until the next connection
 	lastErr error         // why the last connection attempt or connection failed
 	shared  *consumer     // the named queue's consumer (Options.Queue)
+
+	fmCounter atomic.Int64 // "i" of envelopes built from plain fedora-messaging messages
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -412,14 +436,18 @@ func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("amqp: publish: %w", err)
 	}
+	pubs, err := t.publishings(msgs)
+	if err != nil {
+		return err
+	}
 	pending := msgs
 	for len(pending) > 0 {
 		s, err := t.waitSession(ctx, "publish")
 		if err != nil {
 			return err
 		}
-		n, err := t.publishOn(ctx, s, pending)
-		pending = pending[n:]
+		n, err := t.publishOn(ctx, s, pending, pubs)
+		pending, pubs = pending[n:], pubs[n:]
 		if err == nil {
 			return nil
 		}
@@ -464,11 +492,11 @@ func checkMessage(m *transport.Message) error {
 
 // publishOn sends msgs on s and then awaits their confirms; n counts the
 // leading messages confirmed. errLost means the rest may be sent again.
-func (t *Transport) publishOn(ctx context.Context, s *session, msgs []*transport.Message) (n int, err error) {
+func (t *Transport) publishOn(ctx context.Context, s *session, msgs []*transport.Message, pubs []amqp091.Publishing) (n int, err error) {
 	confirms := make([]*amqp091.DeferredConfirmation, 0, len(msgs))
 	var sendErr error
-	for _, m := range msgs {
-		dc, err := s.pub.PublishWithDeferredConfirm(t.exchange, m.Topic, false, false, publishing(m))
+	for i, m := range msgs {
+		dc, err := s.pub.PublishWithDeferredConfirm(t.exchange, m.Topic, false, false, pubs[i])
 		if err != nil {
 			sendErr = err
 			break
@@ -499,7 +527,26 @@ func (t *Transport) publishOn(ctx context.Context, s *session, msgs []*transport
 	return len(msgs), nil
 }
 
-// publishing maps a message to its AMQP form.
+// publishings maps msgs to their AMQP form in the transport's format,
+// once: a message sent again after a connection loss is the same.
+func (t *Transport) publishings(msgs []*transport.Message) ([]amqp091.Publishing, error) {
+	pubs := make([]amqp091.Publishing, len(msgs))
+	now := time.Now()
+	for i, m := range msgs {
+		if t.opts.Format != FormatFedoraMessaging {
+			pubs[i] = publishing(m)
+			continue
+		}
+		p, err := fedoraPublishing(m, now)
+		if err != nil {
+			return nil, fmt.Errorf("amqp: publish: message %d: %w", i, err)
+		}
+		pubs[i] = p
+	}
+	return pubs, nil
+}
+
+// publishing maps a message to its AMQP form in the fedmsg format.
 func publishing(m *transport.Message) amqp091.Publishing {
 	p := amqp091.Publishing{
 		ContentType:  "application/json",

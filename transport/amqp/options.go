@@ -65,6 +65,11 @@ type Options struct {
 	ReconnectDelay, MaxReconnectDelay time.Duration
 	// Logger receives connection events. nil discards them.
 	Logger *slog.Logger
+	// Format (amqp_format) is the message format on the wire: FormatFedmsg
+	// ("" too: the envelope verbatim as the body) or FormatFedoraMessaging
+	// (the envelope's msg as the body, fedora-messaging's properties and
+	// headers, the rest of the envelope in the x-fedmsg-envelope header).
+	Format string
 }
 
 // brokerURL is one parsed entry of Options.URLs.
@@ -111,6 +116,11 @@ func (o Options) parse() ([]brokerURL, error) {
 	}
 	if o.Prefetch < 0 || o.Prefetch > 65535 {
 		bad("Prefetch (amqp_prefetch) %d: must be 0 (unlimited) to 65535", o.Prefetch)
+	}
+	switch o.Format {
+	case "", FormatFedmsg, FormatFedoraMessaging:
+	default:
+		bad("Format (amqp_format) %q: must be %q or %q", o.Format, FormatFedmsg, FormatFedoraMessaging)
 	}
 	if o.ReconnectDelay < 0 {
 		bad("ReconnectDelay %v: must not be negative", o.ReconnectDelay)

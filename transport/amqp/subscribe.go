@@ -442,7 +442,14 @@ func (c *consumer) closeChannel(ch *amqp091.Channel) {
 // dispatch hands d to every subscription whose patterns match; false when
 // the consumer is stopping.
 func (c *consumer) dispatch(ch *amqp091.Channel, source string, d *amqp091.Delivery) bool {
-	m := toMessage(d)
+	m, err := c.t.toMessage(d)
+	if err != nil {
+		// It would fail the same way on every redelivery: rejected, not
+		// requeued (dead-lettered where the queue has a dead-letter exchange).
+		c.t.log.Warn("amqp: message rejected", "topic", d.RoutingKey, "message_id", d.MessageId, "err", err)
+		_ = ch.Nack(d.DeliveryTag, false, false)
+		return true
+	}
 	c.mu.Lock()
 	var targets []*subscription
 	for _, s := range c.subs {
@@ -594,6 +601,17 @@ func (s settler) Nack(_ context.Context, cause error) error {
 	}
 	return s.p.settle(outcomeRequeue)
 }
+
+// toMessage maps a delivery to a message in the transport's format.
+func (t *Transport) toMessage(d *amqp091.Delivery) (*transport.Message, error) {
+	if t.opts.Format == FormatFedoraMessaging {
+		return fromFedoraMessaging(d, t.nextI, time.Now())
+	}
+	return toMessage(d), nil
+}
+
+// nextI counts the envelopes built from plain fedora-messaging messages.
+func (t *Transport) nextI() int64 { return t.fmCounter.Add(1) }
 
 // toMessage maps a delivery to a message: the routing key is the topic,
 // the body is kept as received, message_id is the msg_id, and the string

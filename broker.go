@@ -78,6 +78,7 @@ func AMQPOptions(cfg *config.Config, log *slog.Logger) (amqp.Options, error) {
 		Exchange: cfg.AMQPExchange,
 		Queue:    cfg.AMQPQueue,
 		Prefetch: cfg.AMQPPrefetch,
+		Format:   cfg.AMQPFormat,
 		Logger:   log,
 	}
 	var err error

@@ -81,8 +81,12 @@ func TestAMQPOptionsFromFedmsgKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.URLs) != 2 || o.Queue != "consumer" || o.Prefetch != 7 || o.Exchange != "amq.topic" || o.TLS != nil {
+	if len(o.URLs) != 2 || o.Queue != "consumer" || o.Prefetch != 7 || o.Exchange != "amq.topic" || o.TLS != nil || o.Format != "fedmsg" {
 		t.Errorf("options %+v", o)
+	}
+	cfg.AMQPFormat = "fedora-messaging"
+	if o, err := fedmsg.AMQPOptions(cfg, nil); err != nil || o.Format != "fedora-messaging" {
+		t.Errorf("amqp_format fedora-messaging: Format %q, %v", o.Format, err)
 	}
 }
 
@@ -97,6 +101,10 @@ func TestPublishAndTailThroughBrokers(t *testing.T) {
 		{brokertest.ActiveMQSTOMP, func(c *config.Config) { c.StompURI = brokertest.ActiveMQSTOMP.Addr }},
 		{brokertest.RabbitAMQP, func(c *config.Config) {
 			c.AMQPURL = []string{"amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/"}
+		}},
+		{brokertest.RabbitAMQP, func(c *config.Config) { // the #01 subtest
+			c.AMQPURL = []string{"amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/"}
+			c.AMQPFormat = "fedora-messaging"
 		}},
 	} {
 		t.Run(tc.broker.Name, func(t *testing.T) {

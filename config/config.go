@@ -253,6 +253,12 @@ type Config struct {
 	// AMQPPrefetch is the consumer prefetch count (0 = unlimited). NEW.
 	// Default 100.
 	AMQPPrefetch int `koanf:"amqp_prefetch"`
+	// AMQPFormat is the message format on the wire: "fedmsg" (the
+	// envelope verbatim as the body) or "fedora-messaging" (the envelope's
+	// msg as the body with fedora-messaging's properties and headers, the
+	// rest of the envelope in the x-fedmsg-envelope header). NEW. Default
+	// "fedmsg".
+	AMQPFormat string `koanf:"amqp_format"`
 	// AMQPSSLCA is a CA bundle to verify the broker with. NEW. Default "".
 	AMQPSSLCA string `koanf:"amqp_ssl_ca"`
 	// AMQPSSLCrt is the client certificate (PEM path). NEW. Default "".
@@ -403,6 +409,7 @@ func Default() *Config {
 		AMQPURL:      []string{},
 		AMQPExchange: "amq.topic",
 		AMQPPrefetch: 100,
+		AMQPFormat:   "fedmsg",
 
 		IRCColorLookup: map[string]string{
 			"fas":      "light blue",

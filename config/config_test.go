@@ -128,6 +128,7 @@ func TestDefaults(t *testing.T) {
 		"amqp_exchange":             "amq.topic",
 		"amqp_queue":                "",
 		"amqp_prefetch":             100,
+		"amqp_format":               "fedmsg",
 		"amqp_ssl_ca":               "",
 		"amqp_ssl_crt":              "",
 		"amqp_ssl_key":              "",
@@ -943,6 +944,39 @@ func TestValidate(t *testing.T) {
 	f := write(t, t.TempDir(), "v.yaml", "io_threads: 0\nlog_level: loud\n")
 	_, err = loadFiles(t, f)
 	wantErr(t, err, `"io_threads"`, `"log_level"`)
+}
+
+func TestAMQPFormat(t *testing.T) {
+	c, err := loadFiles(t, write(t, t.TempDir(), "c.yaml", "amqp_format: fedora-messaging\n"))
+	if err != nil {
+		t.Fatalf("amqp_format from a file: %v", err)
+	}
+	if c.AMQPFormat != "fedora-messaging" {
+		t.Errorf("amqp_format from a file: %q", c.AMQPFormat)
+	}
+	_, err = loadFiles(t, write(t, t.TempDir(), "c.yaml", "amqp_format: stomp\n"))
+	if err == nil || !strings.Contains(err.Error(), "amqp_format") {
+		t.Errorf("bad amqp_format from a file: %v", err)
+	}
+	for _, ok := range []string{"fedmsg", "fedora-messaging"} {
+		c := Default()
+		c.AMQPFormat = ok
+		if err := c.Validate(); err != nil {
+			t.Errorf("amqp_format %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "fedora_messaging", "FEDMSG", "json"} {
+		c := Default()
+		c.AMQPFormat = bad
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("amqp_format %q accepted", bad)
+			continue
+		}
+		if !strings.Contains(err.Error(), `"amqp_format": must be one of fedmsg, fedora-messaging`) {
+			t.Errorf("amqp_format %q: error does not name the key and values: %v", bad, err)
+		}
+	}
 }
 
 func TestDefaultDirs(t *testing.T) {

@@ -83,6 +83,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.intMin("amqp_prefetch", c.AMQPPrefetch, 0)
+	v.oneOf("amqp_format", c.AMQPFormat, "fedmsg", "fedora-messaging")
 	v.pair("amqp_ssl_crt", c.AMQPSSLCrt, "amqp_ssl_key", c.AMQPSSLKey)
 
 	v.oneOf("irc_method", c.IRCMethod, "notice", "msg")

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -78,6 +79,29 @@ type Options struct {
 	// run context, so a message handled while the bridge stops is still
 	// acked or handed back.
 	SettleTimeout time.Duration
+
+	// BridgeID names this bridge in the HeaderBridge list of the messages
+	// it publishes. Empty: New generates hostname-pid-random. Two bridges
+	// must not share an id, or each drops the other's output as a loop.
+	// It may not contain commas, spaces or control characters.
+	BridgeID string
+	// MaxHops is how many bridges a message may cross: one arriving with
+	// HeaderHops >= MaxHops is not forwarded (counted "max_hops"). 0
+	// means DefaultMaxHops, negative means no limit. MaxHops 1 forwards
+	// only messages no bridge has carried yet, which stops the first
+	// bounce between two bridges running opposite routes between the
+	// same pair of header-carrying transports.
+	MaxHops int
+	// EchoWindow is how many (sink, msg_id) pairs of its own publishes the
+	// bridge remembers, all routes together, to recognise its own output
+	// coming back on a source without headers (ZeroMQ), counted "echo".
+	// 0 means DefaultEchoWindow, negative disables the check. About 100
+	// bytes an entry.
+	EchoWindow int
+	// DedupWindow is how many msg_ids each route remembers having
+	// forwarded; a msg_id seen again within it is not forwarded (counted
+	// "duplicate"). 0 means DefaultDedupWindow, negative disables it.
+	DedupWindow int
 }
 
 // Bridge runs a set of routes. Its methods are safe for concurrent use.
@@ -85,6 +109,8 @@ type Bridge struct {
 	routes []*route
 	opts   Options
 	log    *slog.Logger
+	id     string
+	echoes *idWindow // (sink, msg_id) this bridge published, all routes
 
 	mu         sync.Mutex
 	running    bool
@@ -100,7 +126,8 @@ type route struct {
 	patterns []message.Pattern
 	src, dst transport.Transport
 	stats    counters
-	failures int // consecutive failures, for the backoff; owned by the route's goroutine
+	failures int       // consecutive failures, for the backoff; owned by the route's goroutine
+	seen     *idWindow // msg_ids this route forwarded
 }
 
 // New checks routes against transports and the options and returns a
@@ -123,14 +150,30 @@ func New(routes []RouteConfig, transports map[string]transport.Transport, opts O
 	if opts.SettleTimeout <= 0 {
 		opts.SettleTimeout = DefaultSettleTimeout
 	}
-	b := &Bridge{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
+	if err := checkBridgeID(opts.BridgeID); err != nil {
+		return nil, err
+	}
+	if opts.BridgeID == "" {
+		opts.BridgeID = newBridgeID()
+	}
+	if opts.MaxHops == 0 {
+		opts.MaxHops = DefaultMaxHops
+	}
+	if opts.EchoWindow == 0 {
+		opts.EchoWindow = DefaultEchoWindow
+	}
+	if opts.DedupWindow == 0 {
+		opts.DedupWindow = DefaultDedupWindow
+	}
+	b := &Bridge{opts: opts, log: opts.Logger, id: opts.BridgeID, echoes: newIDWindow(opts.EchoWindow),
+		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	var errs []error
 	for _, rc := range routes {
 		rc = rc.withDefaults()
-		r := &route{cfg: rc, src: transports[rc.From], dst: transports[rc.To]}
+		r := &route{cfg: rc, src: transports[rc.From], dst: transports[rc.To], seen: newIDWindow(opts.DedupWindow)}
 		for _, p := range rc.Topics {
 			c, _ := message.CompilePattern(p) // checked by ValidateRoutes
 			r.patterns = append(r.patterns, c)
@@ -214,7 +257,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 // logRoute states the route and the guarantee it actually gives.
 func (b *Bridge) logRoute(r *route) {
 	c := r.cfg
-	attrs := []any{"route", c.Name, "from", c.From, "to", c.To, "topics", c.Topics, "signatures", string(c.Signatures), "delivery", string(c.Delivery)}
+	attrs := []any{"route", c.Name, "bridge_id", b.id, "from", c.From, "to", c.To, "topics", c.Topics, "signatures", string(c.Signatures), "delivery", string(c.Delivery)}
 	if c.Delivery == AtMostOnce {
 		why := "as configured"
 		if !r.src.Capabilities().Redelivery {
@@ -258,6 +301,9 @@ func (b *Bridge) Close(ctx context.Context) error {
 	}
 	return fmt.Errorf("bridge: close: %w", ctx.Err())
 }
+
+// ID is the bridge's id, as written in HeaderBridge.
+func (b *Bridge) ID() string { return b.id }
 
 // Ready is closed once Run has subscribed every route. A source without
 // durable queues (ZeroMQ, memory) delivers nothing published before then.
@@ -327,6 +373,34 @@ func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) er
 		return nil
 	}
 
+	// Loop prevention and deduplication (see loop.go), before any costly
+	// signature work.
+	ids, hops := crossed(m.Headers)
+	switch {
+	case slices.Contains(ids, b.id):
+		b.suppress(r, d, DropLoop, "")
+		return nil
+	case b.opts.MaxHops > 0 && hops >= b.opts.MaxHops:
+		b.suppress(r, d, DropMaxHops, "")
+		return nil
+	}
+	var id string
+	if b.echoes != nil || r.seen != nil {
+		id = msgID(m.ID, m.Body)
+	}
+	if id != "" {
+		if b.echoes.contains(echoKey(r.cfg.From, id)) {
+			b.suppress(r, d, DropEcho, id)
+			return nil
+		}
+	}
+	// On a require-valid route duplicates are looked for after
+	// validation, so that a tampered copy of a message already forwarded
+	// is counted as tampered, not as a duplicate.
+	if r.cfg.Signatures != RequireValid && b.duplicate(r, d, id) {
+		return nil
+	}
+
 	body := m.Body
 	switch r.cfg.Signatures {
 	case RequireValid:
@@ -338,6 +412,9 @@ func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) er
 			b.drop(r, d, signatureReason(err), err)
 			return nil
 		}
+		if b.duplicate(r, d, id) {
+			return nil
+		}
 	case Resign:
 		signed, err := resign(b.opts.Signer, body)
 		if err != nil {
@@ -347,10 +424,29 @@ func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) er
 		body = signed
 	}
 
-	out := &transport.Message{Topic: m.Topic, Body: body, ID: m.ID, Headers: maps.Clone(m.Headers)}
+	out := &transport.Message{Topic: m.Topic, Body: body, ID: m.ID,
+		Headers: stampHeaders(maps.Clone(m.Headers), b.id, ids, hops)}
+	// Remembered before the publish: its echo may arrive on another
+	// route before Publish returns.
+	var echo string
+	var token uint64
+	if id != "" && b.echoes != nil {
+		echo = echoKey(r.cfg.To, id)
+		token = b.echoes.add(echo, false)
+	}
 	err := r.dst.Publish(ctx, out)
+	if echo != "" {
+		if err == nil {
+			b.echoes.confirm(echo)
+		} else {
+			b.echoes.remove(echo, token)
+		}
+	}
 	switch {
 	case err == nil:
+		if id != "" {
+			r.seen.add(id, true)
+		}
 		r.stats.forwarded.Add(1)
 		r.failures = 0
 		b.ack(r, d)
@@ -429,6 +525,25 @@ func (b *Bridge) drop(r *route, d *transport.Delivery, reason DropReason, cause 
 	}
 	b.log.Warn("bridge: message dropped", attrs...)
 	b.nack(r, d, fmt.Errorf("%w: %s: %w", transport.ErrPermanent, reason, cause))
+}
+
+// duplicate suppresses d when the route forwarded its msg_id recently.
+func (b *Bridge) duplicate(r *route, d *transport.Delivery, id string) bool {
+	if id == "" || !r.seen.contains(id) {
+		return false
+	}
+	b.suppress(r, d, DropDuplicate, id)
+	return true
+}
+
+// suppress acks d, which loop prevention or deduplication stopped, and
+// counts why. It is routine in a bidirectional setup, so it logs at debug
+// level only.
+func (b *Bridge) suppress(r *route, d *transport.Delivery, reason DropReason, id string) {
+	r.stats.dropped[reason].Add(1)
+	b.log.Debug("bridge: message not forwarded", "route", r.cfg.Name, "reason", reason.String(),
+		"topic", d.Message.Topic, "msg_id", id, "bridges", d.Message.Headers[HeaderBridge], "hops", d.Message.Headers[HeaderHops])
+	b.ack(r, d)
 }
 
 // settleCtx is detached from the run context: a delivery handled while

@@ -37,6 +37,19 @@ const (
 	// (transport.ErrBadMessage or ErrPermanent); retrying cannot help.
 	DropSinkRejected
 
+	// Loop prevention and deduplication (loop.go); these are acked, not
+	// nacked: the message was handled.
+
+	// DropLoop: HeaderBridge already names this bridge.
+	DropLoop
+	// DropMaxHops: HeaderHops reached Options.MaxHops.
+	DropMaxHops
+	// DropEcho: this bridge's own output, back from the transport it was
+	// published to (the ZeroMQ case, no headers).
+	DropEcho
+	// DropDuplicate: a msg_id this route forwarded within DedupWindow.
+	DropDuplicate
+
 	numDropReasons
 )
 
@@ -57,6 +70,10 @@ var dropNames = [numDropReasons]string{
 	DropResignFailed:      "resign_failed",
 	DropSinkError:         "sink_error",
 	DropSinkRejected:      "sink_rejected",
+	DropLoop:              "loop",
+	DropMaxHops:           "max_hops",
+	DropEcho:              "echo",
+	DropDuplicate:         "duplicate",
 }
 
 // String is the reason's label, stable for metrics.

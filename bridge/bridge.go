@@ -16,7 +16,13 @@
 //     is a broker confirmation on sinks with Capabilities().Confirms. On an
 //     at-least-once route a sink failure is Nacked (the source redelivers)
 //     and the route backs off; on an at-most-once route it is counted as a
-//     drop and acked.
+//     drop and acked;
+//   - loops and duplicates are acked and counted, never forwarded: every
+//     published message carries the x-gofedmsg-bridge and
+//     x-gofedmsg-hops headers (HeaderBridge, HeaderHops), a window of the
+//     msg_ids this bridge published recognises its own output coming back
+//     over a transport without headers (ZeroMQ), and a window per route
+//     suppresses msg_ids already forwarded. See loop.go.
 //
 // A route processes one delivery at a time, so a source's order is kept.
 package bridge

@@ -114,20 +114,38 @@ func (t *Transport) run() {
 		}
 		delay = t.o.ReconnectDelay
 		t.o.Logger.Info("stomp: connected", "addr", addr, "server", c.server)
-		t.mu.Lock()
-		t.conn = c
-		t.lastErr = nil
-		close(t.connCh)
-		t.connCh = make(chan struct{})
-		subs := slices.Collect(maps.Keys(t.subs))
-		t.mu.Unlock()
+		// Re-subscribe before the connection is handed to publishers:
+		// frames go out in order, so a message published after the
+		// reconnect cannot reach the broker before the subscriptions that
+		// should receive it (a topic keeps nothing for a late subscriber).
+		// Subscribe calls made meanwhile find no connection and are
+		// subscribed here; the loop ends once none is left under the lock
+		// that also publishes the connection.
+		done := map[*subscription]bool{}
+		for {
+			t.mu.Lock()
+			var todo []*subscription
+			for s := range t.subs {
+				if !done[s] {
+					todo = append(todo, s)
+				}
+			}
+			if len(todo) == 0 {
+				t.conn = c
+				t.lastErr = nil
+				close(t.connCh)
+				t.connCh = make(chan struct{})
+				t.mu.Unlock()
+				break
+			}
+			t.mu.Unlock()
+			for _, s := range todo {
+				done[s] = true
+				_ = c.subscribe(s) // if the connection failed, the next one re-subscribes
+			}
+		}
 		if t.hooks.connected != nil {
 			t.hooks.connected(addr, c.flavor)
-		}
-		for _, s := range subs {
-			if err := c.subscribe(s); err != nil {
-				break // the connection failed; the next one re-subscribes
-			}
 		}
 		select {
 		case <-c.dead:

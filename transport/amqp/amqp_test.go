@@ -171,17 +171,7 @@ func TestWireFormat(t *testing.T) {
 	tr := newT(t, testOptions(t, plainURL))
 	raw := rawChannel(t)
 	topic := uniqueTopic(t) + ".wire"
-	q, err := raw.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.QueueBind(q.Name, topic, "amq.topic", false, nil); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := raw.Consume(q.Name, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deliveries := rawConsumer(t, raw, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	body := []byte("{\n \"z\": 1.0, \"a\": \"caf\u00e9\"}")

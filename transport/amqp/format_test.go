@@ -197,17 +197,7 @@ func TestFedoraMessagingWire(t *testing.T) {
 	tr := newT(t, fmOptions(t))
 	raw := rawChannel(t)
 	topic := uniqueTopic(t) + ".wire"
-	q, err := raw.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.QueueBind(q.Name, topic, "amq.topic", false, nil); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := raw.Consume(q.Name, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deliveries := rawConsumer(t, raw, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	env := []byte(`{"crypto":"x509","headers":{"big":123456789012345678901,"n":7,"s":"v"},"i":3,"msg":{"b":[1,2.5,"x"],"a":"caf\u00e9"},"msg_id":"2026-abc","signature":"c2ln","timestamp":1795604908,"topic":"org.fedoraproject.dev.x","username":"fedmsg"}`)

@@ -137,3 +137,22 @@ func rawChannel(t testing.TB) *amqp091.Channel {
 func uniqueTopic(t testing.TB) string {
 	return fmt.Sprintf("org.fedoraproject.amqptest.r%08x", rand.Uint32())
 }
+
+// rawConsumer consumes, with amqp091-go alone on raw, what amq.topic
+// routes by bindingKey to a private queue (auto-ack); the binding exists
+// when it returns.
+func rawConsumer(t testing.TB, raw *amqp091.Channel, bindingKey string) <-chan amqp091.Delivery {
+	t.Helper()
+	q, err := raw.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.QueueBind(q.Name, bindingKey, "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := raw.Consume(q.Name, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deliveries
+}

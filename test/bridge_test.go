@@ -14,88 +14,155 @@ import (
 	"github.com/gofedmsg/fedmsg/message"
 )
 
-// The ZeroMQ bus into RabbitMQ through `fedmsg bridge`, across processes:
-// logger -> relay -> bridge -> AMQP, read by a plain amqp091-go consumer.
-// Every message arrives, in order, as the canonical envelope the logger
-// published.
-func TestBridgeCarriesTheBusIntoAMQP(t *testing.T) {
-	brokertest.Use(t, brokertest.RabbitAMQP)
-	b := newBus(t)
-	prefix := fmt.Sprintf("org.bridge%d", time.Now().UnixNano())
-	b.env = append(b.env, "FEDMSG_TOPIC_PREFIX="+prefix)
-	url := "amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/"
-	cfgPath := filepath.Join(b.dir, "bridge.yaml")
-	cfg := fmt.Sprintf(`transports:
-  bus: {kind: zmq}
-  rabbit: {kind: amqp, amqp_url: [%s]}
-routes:
-  - {name: bus-to-rabbit, from: bus, to: rabbit, topics: ["%s."]}
-`, url, prefix)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+// received is one message a plain broker client got: its topic (routing
+// key or destination) and body.
+type received struct {
+	topic string
+	body  []byte
+}
+
+// plainSTOMPConsumer subscribes, with go-stomp alone, to every topic under
+// prefix, and returns once a probe it sent itself has come back (the
+// subscription is then live).
+func plainSTOMPConsumer(t *testing.T, broker brokertest.Broker, login []func(*stomp.Conn) error, prefix string) <-chan received {
+	t.Helper()
+	conn, err := stomp.Dial("tcp", broker.Addr, login...)
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	deliveries := plainAMQPConsumer(t, url, prefix+".#")
-
-	b.startRelay()
-	bridge := b.start("bridge", "--config", cfgPath)
-	bridge.waitStderr(t, "bus-to-rabbit")
-
-	// The bridge's subscription to the relay settles asynchronously:
-	// probe until one comes through.
-	deadline := time.Now().Add(30 * time.Second)
-	for settled := false; !settled; {
-		if _, errOut, code := b.run("", "logger", "--modname", "e2e", "--topic", "probe", "--message", "probe"); code != 0 {
-			t.Fatalf("probe logger exited %d: %s", code, errOut)
-		}
-		select {
-		case <-deliveries:
-			settled = true
-		case <-time.After(300 * time.Millisecond):
-		}
-		if !settled && time.Now().After(deadline) {
-			t.Fatalf("no probe crossed the bridge within 30s; bridge stderr:\n%s", bridge.stderr.String())
-		}
+	t.Cleanup(func() { conn.Disconnect() })
+	wildcard := "#"
+	if broker == brokertest.ActiveMQSTOMP {
+		wildcard = ">"
 	}
-	for drained := false; !drained; {
-		select {
-		case <-deliveries:
-		case <-time.After(500 * time.Millisecond):
-			drained = true
-		}
+	sub, err := conn.Subscribe("/topic/"+prefix+"."+wildcard, stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	const n = 500
-	var in strings.Builder
-	for i := range n {
-		fmt.Fprintf(&in, "line %d\n", i)
-	}
-	if _, errOut, code := b.run(in.String(), "logger"); code != 0 {
-		t.Fatalf("logger exited %d: %s", code, errOut)
-	}
-	topic := prefix + ".dev.logger.log"
-	for i := range n {
-		select {
-		case d := <-deliveries:
-			if d.RoutingKey != topic {
-				t.Fatalf("message %d: routing key %q, want %q", i, d.RoutingKey, topic)
+	awaitSubscription(t, conn, sub, "/topic/"+prefix+".probe")
+	out := make(chan received, 1024)
+	go func() {
+		defer close(out)
+		for m := range sub.C {
+			if m.Err != nil || string(m.Body) == stompProbe {
+				continue
 			}
-			env, err := message.DecodeObject(d.Body)
-			if err != nil {
-				t.Fatalf("message %d: %v", i, err)
-			}
-			if msg, _ := env["msg"].(map[string]any); msg["log"] != fmt.Sprintf("line %d", i) {
-				t.Fatalf("message %d: %s, want line %d (lost or reordered)", i, d.Body, i)
-			}
-			if canon, _ := message.Canonical(env); string(canon) != string(d.Body) {
-				t.Fatalf("message %d was re-serialised on the way:\n got %s\nwant %s", i, d.Body, canon)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatalf("received %d of %d messages; bridge stderr:\n%s", i, n, bridge.stderr.String())
+			out <- received{strings.TrimPrefix(m.Destination, "/topic/"), m.Body}
 		}
-	}
-	if code := bridge.stop(t, os.Interrupt); code != 0 {
-		t.Errorf("bridge exited %d on SIGINT, want 0; stderr:\n%s", code, bridge.stderr.String())
+	}()
+	return out
+}
+
+// The ZeroMQ bus into each broker through `fedmsg bridge`, across
+// processes: logger -> relay -> bridge -> broker, read by a plain client
+// of the broker. All 10,000 messages arrive, in order, as the canonical
+// envelopes the logger published.
+func TestBridgeCarriesTheBusIntoBrokers(t *testing.T) {
+	const n = 10000
+	for _, tc := range []struct {
+		broker  brokertest.Broker
+		sink    func(prefix string) string // the sink transport's YAML
+		consume func(t *testing.T, prefix string) <-chan received
+	}{
+		{brokertest.RabbitAMQP,
+			func(string) string {
+				return fmt.Sprintf("{kind: amqp, amqp_url: [amqp://guest:guest@%s/]}", brokertest.RabbitAMQP.Addr)
+			},
+			func(t *testing.T, prefix string) <-chan received {
+				ds := plainAMQPConsumer(t, "amqp://guest:guest@"+brokertest.RabbitAMQP.Addr+"/", prefix+".#")
+				out := make(chan received, 1024)
+				go func() {
+					for d := range ds {
+						out <- received{d.RoutingKey, d.Body}
+					}
+				}()
+				return out
+			}},
+		{brokertest.RabbitSTOMP,
+			func(string) string { return fmt.Sprintf("{kind: stomp, stomp_uri: %q}", brokertest.RabbitSTOMP.Addr) },
+			func(t *testing.T, prefix string) <-chan received {
+				return plainSTOMPConsumer(t, brokertest.RabbitSTOMP, stompBrokers[0].login, prefix)
+			}},
+		{brokertest.ActiveMQSTOMP,
+			func(string) string { return fmt.Sprintf("{kind: stomp, stomp_uri: %q}", brokertest.ActiveMQSTOMP.Addr) },
+			func(t *testing.T, prefix string) <-chan received {
+				return plainSTOMPConsumer(t, brokertest.ActiveMQSTOMP, nil, prefix)
+			}},
+	} {
+		t.Run(tc.broker.Name, func(t *testing.T) {
+			brokertest.Use(t, tc.broker)
+			b := newBus(t)
+			prefix := fmt.Sprintf("org.bridge%d", time.Now().UnixNano())
+			b.env = append(b.env, "FEDMSG_TOPIC_PREFIX="+prefix)
+			cfgPath := filepath.Join(b.dir, "bridge.yaml")
+			cfg := fmt.Sprintf("transports:\n  bus: {kind: zmq}\n  broker: %s\nroutes:\n  - {name: bus-to-broker, from: bus, to: broker, topics: [\"%s.\"]}\n",
+				tc.sink(prefix), prefix)
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := tc.consume(t, prefix)
+
+			b.startRelay()
+			bridge := b.start("bridge", "--config", cfgPath)
+			bridge.waitStderr(t, "bus-to-broker")
+			// The bridge's subscription to the relay settles
+			// asynchronously: probe until one comes through.
+			deadline := time.Now().Add(30 * time.Second)
+			for settled := false; !settled; {
+				if _, errOut, code := b.run("", "logger", "--modname", "e2e", "--topic", "probe", "--message", "probe"); code != 0 {
+					t.Fatalf("probe logger exited %d: %s", code, errOut)
+				}
+				select {
+				case <-got:
+					settled = true
+				case <-time.After(300 * time.Millisecond):
+				}
+				if !settled && time.Now().After(deadline) {
+					t.Fatalf("no probe crossed the bridge within 30s; bridge stderr:\n%s", bridge.stderr.String())
+				}
+			}
+			for drained := false; !drained; {
+				select {
+				case <-got:
+				case <-time.After(500 * time.Millisecond):
+					drained = true
+				}
+			}
+
+			var in strings.Builder
+			for i := range n {
+				fmt.Fprintf(&in, "line %d\n", i)
+			}
+			logger := b.command("logger")
+			logger.Stdin = strings.NewReader(in.String())
+			if out, err := logger.CombinedOutput(); err != nil {
+				t.Fatalf("logger: %v\n%s", err, out)
+			}
+			topic := prefix + ".dev.logger.log"
+			for i := range n {
+				select {
+				case m := <-got:
+					if m.topic != topic {
+						t.Fatalf("message %d: topic %q, want %q", i, m.topic, topic)
+					}
+					env, err := message.DecodeObject(m.body)
+					if err != nil {
+						t.Fatalf("message %d: %v", i, err)
+					}
+					if msg, _ := env["msg"].(map[string]any); msg["log"] != fmt.Sprintf("line %d", i) {
+						t.Fatalf("message %d: %s, want line %d (lost or reordered)", i, m.body, i)
+					}
+					if canon, _ := message.Canonical(env); string(canon) != string(m.body) {
+						t.Fatalf("message %d was re-serialised on the way:\n got %s\nwant %s", i, m.body, canon)
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatalf("received %d of %d messages; bridge stderr:\n%s", i, n, bridge.stderr.String())
+				}
+			}
+			if code := bridge.stop(t, os.Interrupt); code != 0 {
+				t.Errorf("bridge exited %d on SIGINT, want 0; stderr:\n%s", code, bridge.stderr.String())
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gofedmsg/fedmsg/internal/brokertest"
 	"github.com/gofedmsg/fedmsg/message"
@@ -238,5 +240,170 @@ routes:
 	}
 	if code := bridge.stop(t, os.Interrupt); code != 0 {
 		t.Errorf("bridge exited %d on SIGINT, want 0; stderr:\n%s", code, bridge.stderr.String())
+	}
+}
+
+// ZeroMQ <-> AMQP both ways at once, through one `fedmsg bridge`: the
+// logger publishes on the bus while a plain AMQP client publishes to
+// RabbitMQ. Every message reaches the other side once; nothing comes back
+// to where it started (loop headers stop the AMQP echo, the msg_id window
+// the ZeroMQ one).
+func TestBridgeBothWaysNoEcho(t *testing.T) {
+	const n = 2000
+	brokertest.Use(t, brokertest.RabbitAMQP)
+	b := newBus(t)
+	prefix := fmt.Sprintf("org.bridge%d", time.Now().UnixNano())
+	b.env = append(b.env, "FEDMSG_TOPIC_PREFIX="+prefix)
+	url := "amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/"
+	cfgPath := filepath.Join(b.dir, "bridge.yaml")
+	cfg := fmt.Sprintf(`transports:
+  bus: {kind: zmq}
+  rabbit: {kind: amqp, amqp_url: [%s]}
+routes:
+  - {name: bus-to-rabbit, from: bus, to: rabbit, topics: ["%[2]s."]}
+  - {name: rabbit-to-bus, from: rabbit, to: bus, topics: ["%[2]s."]}
+`, url, prefix)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromAMQP := plainAMQPConsumer(t, url, prefix+".#")
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pubCh, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendAMQP := func(topic string, body []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := pubCh.PublishWithContext(ctx, "amq.topic", topic, false, false, amqp.Publishing{Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	amqpEnvelope := func(kind string, i int) (string, []byte) {
+		topic := prefix + ".dev.amqp." + kind
+		return topic, []byte(fmt.Sprintf(`{"msg":{"n":%d},"msg_id":"2026-%s-%08d","topic":"%s"}`, i, kind, i, topic))
+	}
+
+	b.startRelay()
+	tail := b.start("tail", "--json", "--topic", prefix+".")
+	bridge := b.start("bridge", "--config", cfgPath)
+	bridge.waitStderr(t, "rabbit-to-bus")
+	// Both directions are up once a probe from each side has crossed.
+	deadline := time.Now().Add(30 * time.Second)
+	for i, toBus, toAMQP := 0, false, false; !toBus || !toAMQP; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("probes did not cross both ways within 30s (to the bus: %v, to AMQP: %v); bridge stderr:\n%s", toBus, toAMQP, bridge.stderr.String())
+		}
+		if !toBus {
+			sendAMQP(amqpEnvelope("probe", i))
+		}
+		if !toAMQP {
+			if _, errOut, code := b.run("", "logger", "--modname", "e2e", "--topic", "probe", "--message", "probe"); code != 0 {
+				t.Fatalf("probe logger exited %d: %s", code, errOut)
+			}
+		}
+		timeout := time.After(300 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case l := <-tail.lines:
+				toBus = toBus || strings.Contains(l, ".dev.amqp.probe")
+			case d := <-fromAMQP:
+				toAMQP = toAMQP || d.RoutingKey == prefix+".dev.e2e.probe"
+			case <-timeout:
+				break wait
+			}
+		}
+	}
+	for drained := false; !drained; { // late probes, and their echoes if any
+		select {
+		case <-tail.lines:
+		case <-fromAMQP:
+		case <-time.After(time.Second):
+			drained = true
+		}
+	}
+
+	// Both directions at once.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			sendAMQP(amqpEnvelope("m", i))
+		}
+	}()
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	logger := b.command("logger")
+	logger.Stdin = strings.NewReader(in.String())
+	if out, err := logger.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v\n%s", err, out)
+	}
+	<-done
+
+	// Each side sees the other's n messages and its own n (the bus: what
+	// the relay sends out; RabbitMQ: what the plain client published),
+	// each exactly once.
+	count := func(what string, next func() ([]byte, bool)) {
+		seen := map[string]int{}
+		for len(seen) < 2*n {
+			body, ok := next()
+			if !ok {
+				t.Fatalf("%s: saw %d distinct messages of %d; bridge stderr:\n%s", what, len(seen), 2*n, bridge.stderr.String())
+			}
+			env, err := message.DecodeObject(body)
+			if err != nil {
+				t.Fatalf("%s: %v: %s", what, err, body)
+			}
+			id, _ := env["msg_id"].(string)
+			if seen[id]++; seen[id] > 1 {
+				t.Fatalf("%s: message %s seen twice: %s", what, id, body)
+			}
+		}
+		// And nothing more arrives: no late echo.
+		if body, ok := nextWithin(next, 2*time.Second); ok {
+			t.Errorf("%s: an extra message after all %d: %s", what, 2*n, body)
+		}
+	}
+	count("the bus (tail)", func() ([]byte, bool) {
+		select {
+		case l := <-tail.lines:
+			return []byte(l), true
+		case <-time.After(15 * time.Second):
+			return nil, false
+		}
+	})
+	count("RabbitMQ (plain consumer)", func() ([]byte, bool) {
+		select {
+		case d := <-fromAMQP:
+			return d.Body, true
+		case <-time.After(15 * time.Second):
+			return nil, false
+		}
+	})
+	if code := bridge.stop(t, os.Interrupt); code != 0 {
+		t.Errorf("bridge exited %d on SIGINT, want 0; stderr:\n%s", code, bridge.stderr.String())
+	}
+}
+
+// nextWithin calls next, giving up after d.
+func nextWithin(next func() ([]byte, bool), d time.Duration) ([]byte, bool) {
+	type r struct {
+		b  []byte
+		ok bool
+	}
+	c := make(chan r, 1)
+	go func() { b, ok := next(); c <- r{b, ok} }()
+	select {
+	case v := <-c:
+		return v.b, v.ok
+	case <-time.After(d):
+		return nil, false
 	}
 }

@@ -45,15 +45,7 @@ func TestEveryExampleLoads(t *testing.T) {
 }
 
 func TestExamplesSayWhatTheyMean(t *testing.T) {
-	load := func(name string) *config.Config {
-		t.Helper()
-		abs, _ := filepath.Abs(name)
-		cfg, err := config.Load(config.Sources{Dirs: []string{}, Files: []string{abs}, Environ: []string{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
+	load := func(name string) *config.Config { return loadExample(t, name) }
 	svc := load("service-publisher.yaml")
 	if got := svc.Endpoints["bodhi.app01"]; len(got) != 3 {
 		t.Errorf("bodhi.app01 endpoints = %v, want 3", got)
@@ -71,15 +63,7 @@ func TestExamplesSayWhatTheyMean(t *testing.T) {
 }
 
 func TestBrokerExamplesTranslate(t *testing.T) {
-	load := func(name string) *config.Config {
-		t.Helper()
-		abs, _ := filepath.Abs(name)
-		cfg, err := config.Load(config.Sources{Dirs: []string{}, Files: []string{abs}, Environ: []string{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
+	load := func(name string) *config.Config { return loadExample(t, name) }
 	st := load("stomp-publisher.yaml")
 	if st.ZMQEnabled || st.StompHeartbeat != 10000 || !strings.Contains(st.StompURI, ",") {
 		t.Errorf("stomp example: zmq_enabled=%v heartbeat=%d uri=%q", st.ZMQEnabled, st.StompHeartbeat, st.StompURI)
@@ -88,4 +72,16 @@ func TestBrokerExamplesTranslate(t *testing.T) {
 	if am.ZMQEnabled || len(am.AMQPURL) != 2 || am.AMQPQueue != "bodhi-consumer" || am.AMQPPrefetch != 100 {
 		t.Errorf("amqp example: zmq_enabled=%v urls=%v queue=%q prefetch=%d", am.ZMQEnabled, am.AMQPURL, am.AMQPQueue, am.AMQPPrefetch)
 	}
+}
+
+// loadExample loads one example alone: no default directories, no
+// environment.
+func loadExample(t *testing.T, name string) *config.Config {
+	t.Helper()
+	abs, _ := filepath.Abs(name)
+	cfg, err := config.Load(config.Sources{Dirs: []string{}, Files: []string{abs}, Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/gofedmsg/fedmsg/internal/brokertest"
 	"github.com/gofedmsg/fedmsg/message"
@@ -190,11 +188,7 @@ routes:
 		t.Fatal(err)
 	}
 	defer conn.Disconnect()
-	send := func(topic string, body []byte) {
-		if err := conn.Send("/topic/"+topic, "application/json", body, stomp.SendOpt.Receipt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := plainSTOMPSender(t, conn)
 
 	b.startRelay()
 	tail := b.start("tail", "--json", "--topic", prefix+".")
@@ -267,22 +261,7 @@ routes:
 		t.Fatal(err)
 	}
 	fromAMQP := plainAMQPConsumer(t, url, prefix+".#")
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	pubCh, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sendAMQP := func(topic string, body []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := pubCh.PublishWithContext(ctx, "amq.topic", topic, false, false, amqp.Publishing{Body: body}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendAMQP := plainAMQPPublisher(t, url)
 	amqpEnvelope := func(kind string, i int) (string, []byte) {
 		topic := prefix + ".dev.amqp." + kind
 		return topic, []byte(fmt.Sprintf(`{"msg":{"n":%d},"msg_id":"2026-%s-%08d","topic":"%s"}`, i, kind, i, topic))

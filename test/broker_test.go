@@ -126,6 +126,40 @@ func awaitSubscription(t *testing.T, conn *stomp.Conn, sub *stomp.Subscription, 
 	t.Fatalf("the plain STOMP subscription to %s never received a probe", dest)
 }
 
+// plainSTOMPSender sends with go-stomp alone to /topic/<topic>, each
+// message with a receipt.
+func plainSTOMPSender(t *testing.T, conn *stomp.Conn) func(topic string, body []byte) {
+	return func(topic string, body []byte) {
+		if err := conn.Send("/topic/"+topic, "application/json", body, stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// plainAMQPPublisher publishes with amqp091-go alone to amq.topic, the
+// topic as routing key.
+func plainAMQPPublisher(t *testing.T, url string) func(topic string, body []byte) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(topic string, body []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := ch.PublishWithContext(ctx, "amq.topic", topic, false, false,
+			amqp.Publishing{ContentType: "application/json", Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // plainAMQPConsumer consumes, with amqp091-go used directly, what
 // amq.topic routes by bindingKey to a private queue; the binding exists
 // when it returns.
@@ -222,11 +256,7 @@ func TestTailShowsWhatAPlainSTOMPClientSent(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Disconnect()
-			send := func(topic string, body []byte) {
-				if err := conn.Send("/topic/"+topic, "application/json", body, stomp.SendOpt.Receipt); err != nil {
-					t.Fatal(err)
-				}
-			}
+			send := plainSTOMPSender(t, conn)
 			tail := startBrokerTail(t, b, prefix, send)
 			topic, body := pythonFrame(t, prefix)
 			send(topic, body)
@@ -241,24 +271,7 @@ func TestTailShowsWhatAPlainAMQPClientSent(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	url := "amqp://guest:guest@" + brokertest.RabbitAMQP.Addr + "/"
 	b, prefix := brokerBus(t, "FEDMSG_AMQP_URL=["+url+"]")
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(topic string, body []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := ch.PublishWithContext(ctx, "amq.topic", topic, false, false,
-			amqp.Publishing{ContentType: "application/json", Body: body})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := plainAMQPPublisher(t, url)
 	tail := startBrokerTail(t, b, prefix, send)
 	topic, body := pythonFrame(t, prefix)
 	send(topic, body)

@@ -31,9 +31,6 @@ var (
 	// ErrNoModname: Publish needs a modname (Go cannot guess it from the
 	// call stack as Python fedmsg does).
 	ErrNoModname = errors.New("fedmsg: modname is required")
-	// ErrUnsupported: the configuration asks for a transport this build
-	// does not have yet.
-	ErrUnsupported = errors.New("fedmsg: unsupported configuration")
 )
 
 // Option adjusts a Context.
@@ -64,9 +61,8 @@ type Context struct {
 	pubName string              // endpoint name, for errors and certnames
 	// broker is the STOMP or AMQP transport when zmq_enabled is false:
 	// Publish and Tail share it.
-	broker     transport.Transport
-	brokerName string
-	signer     signing.Signer // nil unless sign_messages
+	broker transport.Transport
+	signer signing.Signer // nil unless sign_messages
 
 	validatorOnce sync.Once
 	validator     *signing.Validator
@@ -183,7 +179,7 @@ func (c *Context) openBroker() error {
 	if err != nil {
 		return err
 	}
-	c.broker, c.brokerName = t, name
+	c.broker = t
 	if c.cfg.Mute {
 		return nil
 	}

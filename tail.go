@@ -2,6 +2,7 @@ package fedmsg
 
 import (
 	"context"
+	"log/slog"
 	"fmt"
 	"iter"
 	"net"
@@ -139,17 +140,8 @@ func (c *Context) subscribe(ctx context.Context, patterns []string) (_ <-chan *t
 		ch, err := c.broker.Subscribe(ctx, patterns...)
 		return ch, func() {}, err
 	}
-	endpoints := SubscribeEndpoints(c.cfg)
-	if len(c.cfg.SRVEndpoints) > 0 {
-		srv := ResolveSRV(ctx, nil, c.cfg.SRVEndpoints, func(d string, err error) {
-			c.log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
-		})
-		for _, d := range c.cfg.SRVEndpoints {
-			endpoints = append(endpoints, srv[d]...)
-		}
-	}
 	o := ZMQOptions(c.cfg, c.log)
-	o.Subscribe = endpoints
+	o.Subscribe = subscribeAddrs(ctx, c.cfg, c.log)
 	sub, err := zmq.New(o)
 	if err != nil {
 		return nil, nil, err
@@ -161,4 +153,19 @@ func (c *Context) subscribe(ctx context.Context, patterns []string) (_ <-chan *t
 		return nil, nil, err
 	}
 	return ch, stop, nil
+}
+
+// subscribeAddrs is every endpoint a subscriber connects to: those of
+// endpoints (SubscribeEndpoints), then those srv_endpoints resolve to.
+func subscribeAddrs(ctx context.Context, cfg *config.Config, log *slog.Logger) []string {
+	addrs := SubscribeEndpoints(cfg)
+	if len(cfg.SRVEndpoints) > 0 {
+		srv := ResolveSRV(ctx, nil, cfg.SRVEndpoints, func(d string, err error) {
+			log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
+		})
+		for _, d := range cfg.SRVEndpoints {
+			addrs = append(addrs, srv[d]...)
+		}
+	}
+	return addrs
 }

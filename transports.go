@@ -36,15 +36,7 @@ func OpenTransport(ctx context.Context, kind string, cfg *config.Config, log *sl
 	switch kind {
 	case KindZMQ:
 		o := ZMQOptions(cfg, log)
-		o.Subscribe = SubscribeEndpoints(cfg)
-		if len(cfg.SRVEndpoints) > 0 {
-			srv := ResolveSRV(ctx, nil, cfg.SRVEndpoints, func(d string, err error) {
-				log.Warn("srv_endpoints: lookup failed, skipped", "domain", d, "err", err)
-			})
-			for _, d := range cfg.SRVEndpoints {
-				o.Subscribe = append(o.Subscribe, srv[d]...)
-			}
-		}
+		o.Subscribe = subscribeAddrs(ctx, cfg, log)
 		if cfg.Name != "" {
 			o.Bind, o.BindKey = cfg.Endpoints[cfg.Name], fmt.Sprintf("endpoints[%q]", cfg.Name)
 			if len(o.Bind) == 0 {

@@ -2,9 +2,9 @@ package fedmsg
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net"
 	"slices"
 	"sort"

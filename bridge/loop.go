@@ -119,18 +119,13 @@ func stampHeaders(h map[string]string, id string, ids []string, hops int) map[st
 	return h
 }
 
-// msgID is m's msg_id: Message.ID, else the envelope's "msg_id" (a
-// string) decoded from body; "" when there is none.
+// msgID is m's msg_id: Message.ID, else the envelope's top-level
+// "msg_id" (a string) read from body; "" when there is none.
 func msgID(id string, body []byte) string {
-	if id != "" || len(body) == 0 {
+	if id != "" {
 		return id
 	}
-	env, err := message.DecodeObject(body)
-	if err != nil {
-		return ""
-	}
-	s, _ := env[message.FieldMsgID].(string)
-	return s
+	return message.MsgID(body)
 }
 
 // idWindow is a bounded set of keys forgetting the oldest insertion first.
@@ -197,7 +192,7 @@ func (w *idWindow) add(key string, confirmed bool) uint64 {
 // confirm marks key as really published, adding it again if it was
 // forgotten meanwhile.
 func (w *idWindow) confirm(key string) {
-	if w == nil {
+	if w == nil || key == "" {
 		return
 	}
 	w.mu.Lock()
@@ -215,7 +210,7 @@ func (w *idWindow) confirm(key string) {
 // remove forgets key if the entry is still the one token added and no
 // publish confirmed it.
 func (w *idWindow) remove(key string, token uint64) {
-	if w == nil {
+	if w == nil || key == "" {
 		return
 	}
 	w.mu.Lock()

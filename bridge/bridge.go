@@ -24,7 +24,9 @@
 //     over a transport without headers (ZeroMQ), and a window per route
 //     suppresses msg_ids already forwarded. See loop.go.
 //
-// A route processes one delivery at a time, so a source's order is kept.
+// A route takes its deliveries in order and publishes them in batches of
+// what is already waiting (up to Options.MaxBatch), one batch at a time,
+// so a source's order is kept while the sink's confirmations overlap.
 package bridge
 
 import (
@@ -66,6 +68,7 @@ const (
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultSettleTimeout = 10 * time.Second
+	DefaultMaxBatch      = 256
 )
 
 // Options configure a Bridge. The zero value suits routes that use neither
@@ -108,6 +111,12 @@ type Options struct {
 	// forwarded; a msg_id seen again within it is not forwarded (counted
 	// "duplicate"). 0 means DefaultDedupWindow, negative disables it.
 	DedupWindow int
+	// MaxBatch is how many messages a route publishes at once, taken
+	// from what its source has already delivered: the most messages in
+	// flight to the sink, and the most a failed publish hands back or
+	// sends twice. 0 means DefaultMaxBatch; 1 waits for each message's
+	// confirmation before taking the next.
+	MaxBatch int
 }
 
 // Bridge runs a set of routes. Its methods are safe for concurrent use.
@@ -170,6 +179,9 @@ func New(routes []RouteConfig, transports map[string]transport.Transport, opts O
 	}
 	if opts.DedupWindow == 0 {
 		opts.DedupWindow = DefaultDedupWindow
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
 	}
 	b := &Bridge{opts: opts, log: opts.Logger, id: opts.BridgeID, echoes: newIDWindow(opts.EchoWindow),
 		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
@@ -326,6 +338,7 @@ func (b *Bridge) Stats() []RouteStats {
 }
 
 func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.Delivery) error {
+	batch := make([]outgoing, 0, b.opts.MaxBatch)
 	for {
 		// A stop request wins over a waiting delivery, so Close is not
 		// delayed by a busy source.
@@ -336,6 +349,7 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 			return nil
 		default:
 		}
+		var first *transport.Delivery
 		select {
 		case <-b.stop:
 			return nil
@@ -343,16 +357,46 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 			return nil
 		case d, ok := <-src:
 			if !ok {
-				if ctx.Err() != nil || b.stopping() {
-					return nil
-				}
-				return fmt.Errorf("%w: route %q: the subscription to %q was closed", ErrSourceEnded, r.cfg.Name, r.cfg.From)
+				return b.sourceEnded(ctx, r)
 			}
-			if err := b.handle(ctx, r, d); err != nil {
+			first = d
+		}
+		batch = b.take(ctx, r, first, batch[:0])
+		// Then whatever else is already waiting, without waiting for
+		// more: at a low rate a batch is one message and nothing is
+		// delayed; under load batches grow to MaxBatch and the sink's
+		// confirmations of a batch overlap instead of each costing a
+		// round trip.
+		ended := false
+	fill:
+		for taken := 1; taken < b.opts.MaxBatch; taken++ {
+			select {
+			case d, ok := <-src:
+				if !ok {
+					ended = true
+					break fill
+				}
+				batch = b.take(ctx, r, d, batch)
+			default:
+				break fill
+			}
+		}
+		if len(batch) > 0 {
+			if err := b.publish(ctx, r, batch); err != nil {
 				return err
 			}
 		}
+		if ended {
+			return b.sourceEnded(ctx, r)
+		}
 	}
+}
+
+func (b *Bridge) sourceEnded(ctx context.Context, r *route) error {
+	if ctx.Err() != nil || b.stopping() {
+		return nil
+	}
+	return fmt.Errorf("%w: route %q: the subscription to %q was closed", ErrSourceEnded, r.cfg.Name, r.cfg.From)
 }
 
 func (b *Bridge) stopping() bool {
@@ -364,19 +408,30 @@ func (b *Bridge) stopping() bool {
 	}
 }
 
-// handle takes one delivery to its end: forwarded and acked, dropped, or
-// handed back. Only a condition that ends the route is returned.
-func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) error {
+// outgoing is a delivery the route decided to forward, with the window
+// entries it holds while its publish is in flight.
+type outgoing struct {
+	d       *transport.Delivery
+	msg     *transport.Message
+	id      string // msg_id, "" when unknown
+	seenTok uint64 // the route's duplicate-window entry
+	echo    string // echo-window key, "" when not tracked
+	echoTok uint64
+}
+
+// take decides what becomes of d: settled at once (filtered, a loop, a
+// duplicate, an invalid signature) or appended to batch for publishing.
+func (b *Bridge) take(ctx context.Context, r *route, d *transport.Delivery, batch []outgoing) []outgoing {
 	r.stats.received.Add(1)
 	m := d.Message
 	if m == nil {
 		b.drop(r, d, DropMalformed, errors.New("delivery without a message"))
-		return nil
+		return batch
 	}
 	if !message.MatchAny(r.patterns, m.Topic) {
 		r.stats.filtered.Add(1)
 		b.ack(r, d)
-		return nil
+		return batch
 	}
 
 	// Loop prevention and deduplication (see loop.go), before any costly
@@ -385,26 +440,24 @@ func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) er
 	switch {
 	case slices.Contains(ids, b.id):
 		b.suppress(r, d, DropLoop, "")
-		return nil
+		return batch
 	case b.opts.MaxHops > 0 && hops >= b.opts.MaxHops:
 		b.suppress(r, d, DropMaxHops, "")
-		return nil
+		return batch
 	}
 	var id string
 	if b.echoes != nil || r.seen != nil {
 		id = msgID(m.ID, m.Body)
 	}
-	if id != "" {
-		if b.echoes.contains(echoKey(r.cfg.From, id)) {
-			b.suppress(r, d, DropEcho, id)
-			return nil
-		}
+	if id != "" && b.echoes.contains(echoKey(r.cfg.From, id)) {
+		b.suppress(r, d, DropEcho, id)
+		return batch
 	}
 	// On a require-valid route duplicates are looked for after
 	// validation, so that a tampered copy of a message already forwarded
 	// is counted as tampered, not as a duplicate.
 	if r.cfg.Signatures != RequireValid && b.duplicate(r, d, id) {
-		return nil
+		return batch
 	}
 
 	body := m.Body
@@ -412,73 +465,98 @@ func (b *Bridge) handle(ctx context.Context, r *route, d *transport.Delivery) er
 	case RequireValid:
 		if err := b.opts.Validator.ValidateBytes(ctx, body); err != nil {
 			if (trustProblem(err) && r.cfg.Delivery == AtLeastOnce) || ctx.Err() != nil {
-				b.retry(ctx, r, d, err)
-				return nil
+				b.retry(ctx, r, []outgoing{{d: d}}, err)
+				return batch
 			}
 			b.drop(r, d, signatureReason(err), err)
-			return nil
+			return batch
 		}
 		if b.duplicate(r, d, id) {
-			return nil
+			return batch
 		}
 	case Resign:
 		signed, err := resign(b.opts.Signer, body)
 		if err != nil {
 			b.drop(r, d, DropResignFailed, err)
-			return nil
+			return batch
 		}
 		body = signed
 	}
 
-	out := &transport.Message{Topic: m.Topic, Body: body, ID: m.ID,
-		Headers: stampHeaders(maps.Clone(m.Headers), b.id, ids, hops)}
-	// Remembered before the publish: its echo may arrive on another
-	// route before Publish returns.
-	var echo string
-	var token uint64
-	if id != "" && b.echoes != nil {
-		echo = echoKey(r.cfg.To, id)
-		token = b.echoes.add(echo, false)
-	}
-	err := r.dst.Publish(ctx, out)
-	if echo != "" {
-		if err == nil {
-			b.echoes.confirm(echo)
-		} else {
-			b.echoes.remove(echo, token)
+	o := outgoing{d: d, id: id, msg: &transport.Message{Topic: m.Topic, Body: body, ID: m.ID,
+		Headers: stampHeaders(maps.Clone(m.Headers), b.id, ids, hops)}}
+	if id != "" {
+		// Held as pending from now: a second copy later in the same
+		// batch is a duplicate, and this message's echo may come back
+		// on another route before its publish returns.
+		o.seenTok = r.seen.add(id, false)
+		if b.echoes != nil {
+			o.echo = echoKey(r.cfg.To, id)
+			o.echoTok = b.echoes.add(o.echo, false)
 		}
 	}
+	return append(batch, o)
+}
+
+// publish sends batch to the route's sink in one Publish (in order) and
+// settles every delivery by the outcome. Only a condition that ends the
+// route is returned.
+func (b *Bridge) publish(ctx context.Context, r *route, batch []outgoing) error {
+	msgs := make([]*transport.Message, len(batch))
+	for i, o := range batch {
+		msgs[i] = o.msg
+	}
+	err := r.dst.Publish(ctx, msgs...)
+	if len(batch) > 1 && (errors.Is(err, transport.ErrBadMessage) || errors.Is(err, transport.ErrPermanent)) {
+		// One message spoiled the batch: publish them one by one, so
+		// that only that one is dropped. Any the sink had accepted
+		// before refusing go out twice, which at-least-once allows.
+		for i := range batch {
+			if err := b.publish(ctx, r, batch[i:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, o := range batch {
+		if err == nil {
+			r.seen.confirm(o.id)
+			b.echoes.confirm(o.echo)
+		} else {
+			r.seen.remove(o.id, o.seenTok)
+			b.echoes.remove(o.echo, o.echoTok)
+		}
+	}
+	n := uint64(len(batch))
 	switch {
 	case err == nil:
-		if id != "" {
-			r.seen.add(id, true)
-		}
-		r.stats.forwarded.Add(1)
+		r.stats.forwarded.Add(n)
 		r.failures = 0
-		b.ack(r, d)
+		b.ackAll(r, batch)
 		return nil
 	case errors.Is(err, transport.ErrClosed):
-		// Handed back so a broker source redelivers it to whoever
+		// Handed back so a broker source redelivers them to whoever
 		// consumes next; this route cannot.
-		b.nack(r, d, err)
-		r.stats.retried.Add(1)
+		b.nackAll(r, batch, err)
+		r.stats.retried.Add(n)
 		return fmt.Errorf("%w: route %q: sink %q: %w", ErrSinkClosed, r.cfg.Name, r.cfg.To, err)
 	case ctx.Err() != nil:
-		// Stopping: the publish was cut short, so the message is handed
-		// back rather than counted as lost.
-		b.nack(r, d, err)
-		r.stats.retried.Add(1)
+		// Stopping: the publish was cut short, so the messages are
+		// handed back rather than counted as lost.
+		b.nackAll(r, batch, err)
+		r.stats.retried.Add(n)
 		return nil
 	case errors.Is(err, transport.ErrBadMessage) || errors.Is(err, transport.ErrPermanent):
-		b.drop(r, d, DropSinkRejected, err)
+		b.drop(r, batch[0].d, DropSinkRejected, err)
 		return nil
 	case r.cfg.Delivery == AtMostOnce:
-		r.stats.dropped[DropSinkError].Add(1)
-		b.log.Warn("bridge: sink failed, message lost (at-most-once)", "route", r.cfg.Name, "topic", m.Topic, "msg_id", m.ID, "err", err)
-		b.ack(r, d)
+		r.stats.dropped[DropSinkError].Add(n)
+		b.log.Warn("bridge: sink failed, messages lost (at-most-once)", "route", r.cfg.Name, "messages", n,
+			"first_topic", batch[0].msg.Topic, "first_msg_id", batch[0].id, "err", err)
+		b.ackAll(r, batch)
 		return nil
 	default:
-		b.retry(ctx, r, d, err)
+		b.retry(ctx, r, batch, err)
 		return nil
 	}
 }
@@ -498,11 +576,11 @@ func resign(signer signing.Signer, body []byte) ([]byte, error) {
 	return message.Canonical(signed)
 }
 
-// retry hands d back to its source and pauses the route, doubling the
-// pause while failures repeat.
-func (b *Bridge) retry(ctx context.Context, r *route, d *transport.Delivery, cause error) {
-	r.stats.retried.Add(1)
-	b.nack(r, d, cause)
+// retry hands batch back to its source and pauses the route, doubling
+// the pause while failures repeat.
+func (b *Bridge) retry(ctx context.Context, r *route, batch []outgoing, cause error) {
+	r.stats.retried.Add(uint64(len(batch)))
+	b.nackAll(r, batch, cause)
 	if ctx.Err() != nil {
 		return
 	}
@@ -512,7 +590,9 @@ func (b *Bridge) retry(ctx context.Context, r *route, d *transport.Delivery, cau
 	}
 	pause = min(pause, b.opts.RetryMax)
 	r.failures++
-	b.log.Warn("bridge: forwarding failed, handed back for redelivery", "route", r.cfg.Name, "topic", d.Message.Topic, "msg_id", d.Message.ID, "retry_in", pause, "err", cause)
+	m := batch[0].d.Message
+	b.log.Warn("bridge: forwarding failed, handed back for redelivery", "route", r.cfg.Name, "messages", len(batch),
+		"first_topic", m.Topic, "first_msg_id", m.ID, "retry_in", pause, "err", cause)
 	t := time.NewTimer(pause)
 	defer t.Stop()
 	select {
@@ -559,19 +639,32 @@ func (b *Bridge) settleCtx() (context.Context, context.CancelFunc) {
 }
 
 func (b *Bridge) ack(r *route, d *transport.Delivery) {
-	ctx, cancel := b.settleCtx()
-	defer cancel()
-	if err := d.Ack(ctx); err != nil {
-		r.stats.settleErrors.Add(1)
-		b.log.Warn("bridge: ack failed", "route", r.cfg.Name, "source", d.Source, "err", err)
-	}
+	b.ackAll(r, []outgoing{{d: d}})
 }
 
 func (b *Bridge) nack(r *route, d *transport.Delivery, cause error) {
+	b.nackAll(r, []outgoing{{d: d}}, cause)
+}
+
+// ackAll and nackAll settle a batch under one SettleTimeout.
+func (b *Bridge) ackAll(r *route, batch []outgoing) {
 	ctx, cancel := b.settleCtx()
 	defer cancel()
-	if err := d.Nack(ctx, cause); err != nil {
-		r.stats.settleErrors.Add(1)
-		b.log.Warn("bridge: nack failed", "route", r.cfg.Name, "source", d.Source, "err", err)
+	for _, o := range batch {
+		if err := o.d.Ack(ctx); err != nil {
+			r.stats.settleErrors.Add(1)
+			b.log.Warn("bridge: ack failed", "route", r.cfg.Name, "source", o.d.Source, "err", err)
+		}
+	}
+}
+
+func (b *Bridge) nackAll(r *route, batch []outgoing, cause error) {
+	ctx, cancel := b.settleCtx()
+	defer cancel()
+	for _, o := range batch {
+		if err := o.d.Nack(ctx, cause); err != nil {
+			r.stats.settleErrors.Add(1)
+			b.log.Warn("bridge: nack failed", "route", r.cfg.Name, "source", o.d.Source, "err", err)
+		}
 	}
 }

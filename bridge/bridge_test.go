@@ -130,9 +130,15 @@ func TestAtLeastOnceSurvivesSinkFailures(t *testing.T) {
 			t.Errorf("message %s arrived %d times", k, seen[k])
 		}
 	}
+	// Each failed publish hands back its whole batch, so how many
+	// messages were retried depends on how they were batched; every
+	// retry is a redelivery, and nothing is dropped.
 	s := waitStats(t, b, 0, func(s RouteStats) bool { return s.Forwarded == 5 })
-	if s.Retried != 3 || s.Received != 8 || s.DroppedTotal() != 0 {
-		t.Errorf("stats %+v, want 3 retried, 8 received (3 redeliveries), no drop", s)
+	if s.Retried < 3 || s.Received != 5+s.Retried || s.DroppedTotal() != 0 {
+		t.Errorf("stats %+v, want at least 3 retried, each redelivered once, no drop", s)
+	}
+	if sink.attempts.Load() < 4 {
+		t.Errorf("%d publish attempts, want 3 failed and at least one that passed", sink.attempts.Load())
 	}
 	nothingMore(t, out)
 }
@@ -144,8 +150,9 @@ func TestAtMostOnceCountsSinkFailure(t *testing.T) {
 	src, dst := newMemory(t), newMemory(t)
 	sink := &flaky{Transport: dst}
 	sink.failLeft.Store(1)
+	// One message per publish, so exactly the first one is lost.
 	b, err := New([]RouteConfig{{Name: "r", From: "src", To: "dst"}},
-		map[string]transport.Transport{"src": src, "dst": sink}, Options{})
+		map[string]transport.Transport{"src": src, "dst": sink}, Options{MaxBatch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport"
@@ -584,11 +585,7 @@ func (b *Bridge) retry(ctx context.Context, r *route, batch []outgoing, cause er
 	if ctx.Err() != nil {
 		return
 	}
-	pause := b.opts.RetryMin
-	for i := 0; i < r.failures && pause < b.opts.RetryMax; i++ {
-		pause *= 2
-	}
-	pause = min(pause, b.opts.RetryMax)
+	pause := retry.Exponential(r.failures, b.opts.RetryMin, b.opts.RetryMax)
 	r.failures++
 	m := batch[0].d.Message
 	b.log.Warn("bridge: forwarding failed, handed back for redelivery", "route", r.cfg.Name, "messages", len(batch),

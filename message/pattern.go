@@ -159,6 +159,21 @@ func (p Pattern) Match(topic string) bool {
 // with it.
 func (p Pattern) Prefix() string { return p.prefix }
 
+// WholeWords returns the '.'-separated words that every topic p matches
+// starts with, each followed there by a '.': the words of Prefix before
+// its last dot (what follows the last dot may be part of a longer word,
+// as the prefix "a.b" also matches "a.bc"). Those words followed by a
+// broker's any-words wildcard select a superset of p's topics, which is
+// how the STOMP and AMQP transports subscribe; each drops trailing words
+// its broker cannot express. nil when the prefix holds no dot.
+func (p Pattern) WholeWords() []string {
+	end := strings.LastIndexByte(p.prefix, '.')
+	if end < 0 {
+		return nil
+	}
+	return strings.Split(p.prefix[:end], ".")
+}
+
 // Glob reports whether p is an fnmatch glob over the whole topic rather
 // than a plain prefix (it contains '*', '?' or '[').
 func (p Pattern) Glob() bool { return p.glob }

@@ -330,3 +330,40 @@ func pyFnmatch(t *testing.T, pattern, topic string) bool {
 	}
 	return re.MatchString(topic)
 }
+
+// WholeWords is what broker subscriptions are built from: every topic the
+// pattern matches must start with those words, each followed by a dot.
+func TestWholeWords(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		want    []string
+	}{
+		{"", nil},
+		{"org", nil},
+		{"org.fedoraproject", []string{"org"}}, // "org.fedoraprojectX" matches too
+		{"org.fedoraproject.", []string{"org", "fedoraproject"}},
+		{"org.fedoraproject.*.bodhi.update", []string{"org", "fedoraproject"}},
+		{"org.fedora?roject.prod", []string{"org"}},
+		{"org.fedoraproject.prod.b[ou]dhi", []string{"org", "fedoraproject", "prod"}},
+		{"a..b.c", []string{"a", "", "b"}},
+		{".a", []string{""}},
+	} {
+		p, err := CompilePattern(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.WholeWords(); !slices.Equal(got, tc.want) {
+			t.Errorf("WholeWords(%q) = %q, want %q", tc.pattern, got, tc.want)
+		}
+		// Every topic the pattern matches starts with the words and a dot.
+		prefix := ""
+		if len(tc.want) > 0 {
+			prefix = strings.Join(tc.want, ".") + "."
+		}
+		for _, topic := range []string{"org.fedoraproject.prod.bodhi.update", "org.fedoraprojectX.y", "a..b.c.d", ".a.b"} {
+			if p.Match(topic) && !strings.HasPrefix(topic, prefix) {
+				t.Errorf("%q matches %q, which does not start with %q", tc.pattern, topic, prefix)
+			}
+		}
+	}
+}

@@ -81,7 +81,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -90,6 +89,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -238,7 +238,7 @@ func (t *Transport) run() {
 				close(t.down)
 			}
 			t.mu.Unlock()
-			if !t.sleep(backoff(rounds, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+			if !retry.Sleep(t.life, retry.Jitter(retry.Exponential(rounds, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay))) {
 				return
 			}
 			rounds++
@@ -281,7 +281,7 @@ func (t *Transport) run() {
 		next = (next + 1) % len(t.urls)
 		// A short jittered pause, so that every client of a broker that
 		// just restarted does not come back in the same millisecond.
-		if !t.sleep(backoff(0, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+		if !retry.Sleep(t.life, retry.Jitter(t.opts.ReconnectDelay)) {
 			return
 		}
 	}
@@ -292,18 +292,6 @@ func lossReason(what string, e *amqp091.Error) error {
 		return fmt.Errorf("%s closed", what)
 	}
 	return fmt.Errorf("%s closed: %w", what, e)
-}
-
-// sleep waits d unless the transport's life ends first (false).
-func (t *Transport) sleep(d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-t.life.Done():
-		return false
-	}
 }
 
 // connect dials u and prepares the publishing side: a channel in confirm

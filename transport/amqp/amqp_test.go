@@ -408,16 +408,3 @@ func TestBindingKeys(t *testing.T) {
 		}
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	base, maxD := 100*time.Millisecond, 2*time.Second
-	for n := range 10 {
-		for _, r := range []func(int64) int64{func(int64) int64 { return 0 }, func(x int64) int64 { return x - 1 }} {
-			d := backoff(n, base, maxD, r)
-			ceil := min(base<<n, maxD)
-			if d < ceil/2 || d > ceil {
-				t.Errorf("backoff(%d) = %v, want within [%v, %v]", n, d, ceil/2, ceil)
-			}
-		}
-	}
-}

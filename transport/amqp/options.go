@@ -209,20 +209,3 @@ func tlsFor(u brokerURL, c *tls.Config) *tls.Config {
 	}
 	return c
 }
-
-// backoff returns the delay before attempt n (0-based) of a run of
-// failures: exponential from base to max, with full jitter over its upper
-// half so that many clients restarting with a broker do not reconnect in
-// step.
-func backoff(n int, base, max time.Duration, rnd func(int64) int64) time.Duration {
-	d := base
-	for i := 0; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	half := int64(d / 2)
-	if half <= 0 {
-		return d
-	}
-	return time.Duration(half + rnd(half+1))
-}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/transport"
 )
@@ -104,39 +104,29 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 }
 
 // bindingKeys returns AMQP topic binding keys that together select every
-// topic the patterns match, and usually little more: the whole words of
-// the pattern's literal start (up to its first wildcard, and without a
-// last word that a prefix or glob may extend) followed by "#". Words are
-// AMQP's: separated by '.'. A '#' or '*' word in a topic only widens the
-// key, so the set stays a superset. "" or no pattern binds "#".
+// topic the patterns match, and usually little more: each pattern's
+// message.Pattern.WholeWords followed by "#", cut to AMQP's 255 bytes. A
+// '#' or '*' word in a topic only widens the key, so the set stays a
+// superset. "" or no pattern binds "#".
 func bindingKeys(patterns []string) []string {
 	if len(patterns) == 0 {
 		return []string{"#"}
 	}
 	set := map[string]bool{}
 	for _, p := range patterns {
-		lit := p
-		if i := strings.IndexAny(p, "*?["); i >= 0 {
-			lit = p[:i]
+		c, err := message.CompilePattern(p)
+		if err != nil {
+			return []string{"#"} // Subscribe refuses it first; "#" is still a superset
 		}
-		// The last word is partial: a prefix "a.b" also matches "a.bc".
-		whole := ""
-		if i := strings.LastIndexByte(lit, '.'); i >= 0 {
-			whole = lit[:i]
-		}
+		words := c.WholeWords()
 		// Binding keys are short strings: drop words until it fits.
-		for len(whole)+2 > 255 {
-			i := strings.LastIndexByte(whole, '.')
-			if i < 0 {
-				whole = ""
-				break
-			}
-			whole = whole[:i]
+		for len(words) > 0 && len(strings.Join(words, "."))+2 > 255 {
+			words = words[:len(words)-1]
 		}
-		if whole == "" {
+		if len(words) == 0 {
 			return []string{"#"}
 		}
-		set[whole+".#"] = true
+		set[strings.Join(words, ".")+".#"] = true
 	}
 	return slices.Sorted(maps.Keys(set))
 }
@@ -280,7 +270,7 @@ func (c *consumer) run() {
 			c.mu.Lock()
 			c.reportErr(err)
 			c.mu.Unlock()
-			if !c.pause(backoff(failures, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+			if !c.pause(retry.Jitter(retry.Exponential(failures, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay))) {
 				return
 			}
 			failures++
@@ -297,7 +287,7 @@ func (c *consumer) run() {
 			// Only the channel died (the queue was deleted, a consumer
 			// cancel): pause before declaring it all again.
 			t.log.Warn("amqp: consuming channel lost", "queue", c.queue)
-			if !c.pause(backoff(0, t.opts.ReconnectDelay, t.opts.MaxReconnectDelay, rand.Int64N)) {
+			if !c.pause(retry.Jitter(t.opts.ReconnectDelay)) {
 				return
 			}
 		}

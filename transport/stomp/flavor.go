@@ -92,27 +92,15 @@ func badTopic(topic string) string {
 // anyWords when ""), selects a superset of what p matches, on every
 // broker: p's matches all start with those words and at least one more.
 func wordPrefix(p message.Pattern) string {
-	prefix := p.Prefix()
-	end := strings.LastIndexByte(prefix, '.')
-	if end <= 0 {
-		return ""
-	}
-	words := prefix[:end]
+	words := p.WholeWords()
 	keep := 0
-	for start := 0; start <= len(words); {
-		i := strings.IndexByte(words[start:], '.')
-		stop := len(words)
-		if i >= 0 {
-			stop = start + i
-		}
-		w := words[start:stop]
+	for _, w := range words {
 		if w == "" || strings.ContainsAny(w, "/%*#>\\") || hasControl(w) {
 			break
 		}
-		keep = stop
-		start = stop + 1
+		keep++
 	}
-	return words[:keep]
+	return strings.Join(words[:keep], ".")
 }
 
 func hasControl(s string) bool {

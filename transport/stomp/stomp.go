@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/transport"
 )
@@ -106,7 +106,7 @@ func (t *Transport) run() {
 		if err != nil {
 			t.setLastErr(err)
 			t.o.Logger.Warn("stomp: connect failed", "addr", addr, "err", err, "retry_in", delay)
-			if !t.sleep(jitter(delay)) {
+			if !retry.Sleep(t.ctx, retry.Jitter(delay)) {
 				break
 			}
 			delay = t.grow(delay)
@@ -165,7 +165,7 @@ func (t *Transport) run() {
 		if t.hooks.lost != nil {
 			t.hooks.lost(addr, err)
 		}
-		if !t.sleep(jitter(delay)) {
+		if !retry.Sleep(t.ctx, retry.Jitter(delay)) {
 			break
 		}
 		delay = t.grow(delay)
@@ -183,25 +183,6 @@ func (t *Transport) setLastErr(err error) {
 func (t *Transport) grow(d time.Duration) time.Duration {
 	n := float64(len(t.o.Addrs))
 	return min(time.Duration(float64(d)*(1+2/n)), t.o.MaxReconnectDelay)
-}
-
-// jitter spreads reconnects of many clients: a delay in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func (t *Transport) sleep(d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-t.ctx.Done():
-		return false
-	}
 }
 
 // connect makes one session with addr: TCP, TLS when configured, then

@@ -589,7 +589,7 @@ func (b *Bridge) retry(ctx context.Context, r *route, batch []outgoing, cause er
 	r.failures++
 	m := batch[0].d.Message
 	b.log.Warn("bridge: forwarding failed, handed back for redelivery", "route", r.cfg.Name, "messages", len(batch),
-		"first_topic", m.Topic, "first_msg_id", m.ID, "retry_in", pause, "err", cause)
+		"first_topic", m.Topic, "first_msg_id", msgID(m.ID, m.Body), "retry_in", pause, "err", cause)
 	t := time.NewTimer(pause)
 	defer t.Stop()
 	select {
@@ -603,8 +603,8 @@ func (b *Bridge) retry(ctx context.Context, r *route, batch []outgoing, cause er
 func (b *Bridge) drop(r *route, d *transport.Delivery, reason DropReason, cause error) {
 	r.stats.dropped[reason].Add(1)
 	attrs := []any{"route", r.cfg.Name, "reason", reason.String(), "err", cause}
-	if d.Message != nil {
-		attrs = append(attrs, "topic", d.Message.Topic, "msg_id", d.Message.ID)
+	if m := d.Message; m != nil {
+		attrs = append(attrs, "topic", m.Topic, "msg_id", msgID(m.ID, m.Body))
 	}
 	b.log.Warn("bridge: message dropped", attrs...)
 	b.nack(r, d, fmt.Errorf("%w: %s: %w", transport.ErrPermanent, reason, cause))

@@ -52,9 +52,16 @@ const (
 )
 
 // Defaults for the loop-prevention Options.
+//
+// The echo window must outlast the trip back: a message this bridge
+// published comes back only after whatever was queued ahead of it on the
+// source, and meanwhile every route's publishes go into the window. Two
+// opposite routes each carrying a 10,000-message burst put 20,000 entries
+// in before the first echo is read, so the default is ten times the
+// duplicate window (about 10 MB when full).
 const (
 	DefaultMaxHops     = 4
-	DefaultEchoWindow  = 10000
+	DefaultEchoWindow  = 100000
 	DefaultDedupWindow = 10000
 )
 

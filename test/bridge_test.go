@@ -168,7 +168,8 @@ func TestBridgeCarriesTheBusIntoBrokers(t *testing.T) {
 
 // A broker into the ZeroMQ bus: a plain STOMP client sends to RabbitMQ,
 // `fedmsg bridge` forwards to the relay (active, like fedmsg logger), and
-// `fedmsg tail --json` prints every body exactly as the client sent it.
+// `fedmsg tail --json` prints every body exactly as the client sent it,
+// 10,000 of them, in order.
 func TestBridgeCarriesSTOMPIntoTheBus(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitSTOMP)
 	b := newBus(t)
@@ -220,7 +221,7 @@ routes:
 	}
 
 	topic, python := pythonFrame(t, prefix)
-	const n = 300
+	const n = 10000
 	for i := range n {
 		// Real fedmsg's signed frame first, then envelopes of our own.
 		body := python
@@ -243,7 +244,7 @@ routes:
 // to where it started (loop headers stop the AMQP echo, the msg_id window
 // the ZeroMQ one).
 func TestBridgeBothWaysNoEcho(t *testing.T) {
-	const n = 2000
+	const n = 10000
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
 	prefix := fmt.Sprintf("org.bridge%d", time.Now().UnixNano())

@@ -140,6 +140,12 @@ func plainSTOMPSender(t *testing.T, conn *stomp.Conn) func(topic string, body []
 // topic as routing key.
 func plainAMQPPublisher(t *testing.T, url string) func(topic string, body []byte) {
 	t.Helper()
+	return plainAMQPPublisherTo(t, url, "amq.topic")
+}
+
+// plainAMQPPublisherTo is plainAMQPPublisher to another exchange.
+func plainAMQPPublisherTo(t *testing.T, url, exchange string) func(topic string, body []byte) {
+	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +158,7 @@ func plainAMQPPublisher(t *testing.T, url string) func(topic string, body []byte
 	return func(topic string, body []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := ch.PublishWithContext(ctx, "amq.topic", topic, false, false,
+		err := ch.PublishWithContext(ctx, exchange, topic, false, false,
 			amqp.Publishing{ContentType: "application/json", Body: body})
 		if err != nil {
 			t.Fatal(err)
@@ -164,6 +170,12 @@ func plainAMQPPublisher(t *testing.T, url string) func(topic string, body []byte
 // amq.topic routes by bindingKey to a private queue; the binding exists
 // when it returns.
 func plainAMQPConsumer(t *testing.T, url, bindingKey string) <-chan amqp.Delivery {
+	t.Helper()
+	return plainAMQPConsumerOn(t, url, "amq.topic", bindingKey)
+}
+
+// plainAMQPConsumerOn is plainAMQPConsumer on another exchange.
+func plainAMQPConsumerOn(t *testing.T, url, exchange, bindingKey string) <-chan amqp.Delivery {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -178,7 +190,7 @@ func plainAMQPConsumer(t *testing.T, url, bindingKey string) <-chan amqp.Deliver
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.QueueBind(q.Name, bindingKey, "amq.topic", false, nil); err != nil {
+	if err := ch.QueueBind(q.Name, bindingKey, exchange, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)

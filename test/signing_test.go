@@ -41,6 +41,8 @@ type x509Manifest struct {
 		File            string `json:"file"`
 		SigningCertname string `json:"signing_certname"`
 		ProducedBy      string `json:"produced_by"`
+		DerivedFrom     string `json:"derived_from"`
+		Topic           string `json:"topic"`
 	} `json:"files"`
 	Cases []struct {
 		ID        string         `json:"id"`
@@ -49,6 +51,7 @@ type x509Manifest struct {
 		Config    map[string]any `json:"config"`
 		Expected  bool           `json:"expected"`
 		Signer    string         `json:"signer"`
+		FedmsgLog []string       `json:"fedmsg_log"`
 	} `json:"cases"`
 }
 

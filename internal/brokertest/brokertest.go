@@ -289,6 +289,18 @@ func acquireShared(t testing.TB) {
 	})
 }
 
+// Claim makes the brokers this test's alone until it ends: other test
+// processes wait. A test that stops or freezes a broker calls it before
+// it connects. Stop and Freeze take the same lock, but only when called,
+// and flock gives up the shared lock while it waits for the exclusive
+// one, so another process's fault test could otherwise cut this test's
+// connections in between.
+func Claim(t testing.TB) {
+	t.Helper()
+	acquireExclusive(t)
+	t.Cleanup(func() { releaseExclusive(t) })
+}
+
 // acquireExclusive converts this process's lock to exclusive. flock drops
 // the shared lock before it waits, so two processes converting at once do
 // not deadlock: one waits for the other's Start.

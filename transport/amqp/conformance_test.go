@@ -13,6 +13,7 @@ import (
 func brokerHooks(b brokertest.Broker, f transporttest.Factory) transporttest.Factory {
 	f.StopBroker = func(t testing.TB) { brokertest.Stop(t, b) }
 	f.StartBroker = func(t testing.TB) { brokertest.Start(t, b) }
+	f.ClaimBroker = brokertest.Claim
 	return f
 }
 

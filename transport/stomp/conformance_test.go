@@ -93,7 +93,7 @@ func TestConformanceRabbitMQQueue(t *testing.T) {
 			o.Queue = queue
 			return o
 		}),
-		StopBroker: stop, StartBroker: start,
+		StopBroker: stop, StartBroker: start, ClaimBroker: brokertest.Claim,
 	})
 }
 
@@ -103,7 +103,7 @@ func TestConformanceActiveMQ(t *testing.T) {
 	stop, start := hooksFor(brokertest.ActiveMQSTOMP)
 	transporttest.Run(t, transporttest.Factory{
 		New:        pairFactory(brokertest.ActiveMQSTOMP, func(testing.TB) Options { return testOptions(brokertest.ActiveMQSTOMP) }),
-		StopBroker: stop, StartBroker: start,
+		StopBroker: stop, StartBroker: start, ClaimBroker: brokertest.Claim,
 	})
 }
 

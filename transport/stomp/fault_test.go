@@ -127,6 +127,7 @@ func TestFailoverDeadFirstAddress(t *testing.T) {
 // re-subscribes and delivers.
 func TestFrozenBrokerDetected(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitSTOMP)
+	brokertest.Claim(t)
 	e := newEvents()
 	o := testOptions(brokertest.RabbitSTOMP)
 	o.HeartBeat = time.Second

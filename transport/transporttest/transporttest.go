@@ -68,6 +68,11 @@ type Factory struct {
 	// as not applicable (skipped, saying so), never passed. Setting
 	// StopBroker requires StartBroker.
 	StopBroker, StartBroker func(t testing.TB)
+	// ClaimBroker, when set, is called by the fault tests before they
+	// connect: the broker is then theirs alone until the test ends, so
+	// that another test process's fault injection cannot cut their
+	// connections while they wait to stop it themselves.
+	ClaimBroker func(t testing.TB)
 }
 
 // SettleByProbe is a Settle for transports like ZeroMQ: it publishes a
@@ -1037,12 +1042,15 @@ func (e *env) brokerHooks(t *testing.T) {
 	if e.f.StartBroker == nil {
 		t.Fatal("transporttest: Factory.StopBroker is set but StartBroker is nil: the broker would stay down")
 	}
+	if e.f.ClaimBroker != nil {
+		e.f.ClaimBroker(t)
+	}
 }
 
 func testBrokerDown(t *testing.T, e *env) {
+	e.brokerHooks(t)
 	pub, _ := e.newPair(t)
 	needs(t, pub.Capabilities().Confirms, "Confirms")
-	e.brokerHooks(t)
 	e.publish(t, pub, msg(e.topic("down.before"), `{"up":true}`))
 	e.f.StopBroker(t)
 	defer e.f.StartBroker(t)
@@ -1068,9 +1076,9 @@ func testBrokerDown(t *testing.T, e *env) {
 // last check before the stop to the re-subscription (a non-durable queue
 // dies with its broker, and nothing is bound until the subscriber is back).
 func testReconnect(t *testing.T, e *env) {
+	e.brokerHooks(t)
 	pub, sub := e.newPair(t)
 	needs(t, pub.Capabilities().Confirms, "Confirms")
-	e.brokerHooks(t)
 	durable := pub.Capabilities().Durable && sub.Capabilities().Durable
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

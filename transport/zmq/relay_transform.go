@@ -28,10 +28,15 @@ func (r *Relay) RunTransform(ctx context.Context, fn Transform, workers int) err
 		body  []byte
 		out   chan []byte // nil when fn failed
 	}
-	jobs := make(chan *job, workers*4)
+	// Deep queues, so that the workers never starve while the receiver
+	// or the sender waits for a CPU: with one worker per core they get
+	// one only at the workers' preemption points, and with 4 and 16 jobs
+	// a core the workers idled (BenchmarkSigningRelay: 0.82 of the
+	// cores used instead of 0.9, and a wider spread).
+	jobs := make(chan *job, workers*32)
 	// inOrder holds jobs in arrival order; its capacity bounds how far the
 	// receiver may run ahead of the sender.
-	inOrder := make(chan *job, workers*16)
+	inOrder := make(chan *job, workers*128)
 
 	var wg sync.WaitGroup
 	for range workers {

@@ -75,6 +75,93 @@ func (r RouteConfig) withDefaults() RouteConfig {
 type Config struct {
 	Transports map[string]TransportConfig
 	Routes     []RouteConfig
+	// Settings is the optional "bridge" section: the Options an operator
+	// may tune. Zero fields keep Options' defaults.
+	Settings Settings
+}
+
+// Settings are the keys of the "bridge" section.
+type Settings struct {
+	ID          string // id: Options.BridgeID
+	MaxHops     int    // max_hops: Options.MaxHops
+	EchoWindow  int    // echo_window: Options.EchoWindow
+	DedupWindow int    // dedup_window: Options.DedupWindow
+	MaxBatch    int    // max_batch: Options.MaxBatch
+}
+
+// Apply sets the options the settings name, leaving the rest.
+func (s Settings) Apply(o *Options) {
+	if s.ID != "" {
+		o.BridgeID = s.ID
+	}
+	if s.MaxHops != 0 {
+		o.MaxHops = s.MaxHops
+	}
+	if s.EchoWindow != 0 {
+		o.EchoWindow = s.EchoWindow
+	}
+	if s.DedupWindow != 0 {
+		o.DedupWindow = s.DedupWindow
+	}
+	if s.MaxBatch != 0 {
+		o.MaxBatch = s.MaxBatch
+	}
+}
+
+var settingsKeys = []string{"id", "max_hops", "echo_window", "dedup_window", "max_batch"}
+
+// decodeSettings reads the "bridge" section. Integers may be negative
+// where Options gives that a meaning (no hop limit, a window disabled);
+// max_batch must be positive.
+func decodeSettings(v any) (Settings, error) {
+	var s Settings
+	m, ok := v.(map[string]any)
+	if !ok {
+		return s, configErr("", "bridge", "must be a map of settings, got %s", typeName(v))
+	}
+	var errs []error
+	integer := func(key string, dst *int) {
+		raw, present := m[key]
+		if !present {
+			return
+		}
+		switch n := raw.(type) {
+		case int:
+			*dst = n
+		case int64:
+			*dst = int(n)
+		case float64:
+			if n != float64(int(n)) {
+				errs = append(errs, configErr("", "bridge."+key, "must be a whole number, got %v", n))
+				return
+			}
+			*dst = int(n)
+		default:
+			errs = append(errs, configErr("", "bridge."+key, "must be a number, got %s", typeName(raw)))
+		}
+	}
+	if raw, present := m["id"]; present {
+		id, ok := raw.(string)
+		if !ok {
+			errs = append(errs, configErr("", "bridge.id", "must be a string, got %s", typeName(raw)))
+		} else if err := checkBridgeID(id); err != nil {
+			errs = append(errs, err)
+		}
+		s.ID = id
+	}
+	integer("max_hops", &s.MaxHops)
+	integer("echo_window", &s.EchoWindow)
+	integer("dedup_window", &s.DedupWindow)
+	integer("max_batch", &s.MaxBatch)
+	if s.MaxBatch < 0 {
+		errs = append(errs, configErr("", "bridge.max_batch", "must be at least 1, got %d", s.MaxBatch))
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !slices.Contains(settingsKeys, k) {
+			errs = append(errs, configErr("", "bridge."+k, "unknown key (want one of %s)", strings.Join(settingsKeys, ", ")))
+		}
+	}
+	return s, errors.Join(errs...)
 }
 
 var routeKeys = []string{"name", "from", "to", "topics", "signatures", "delivery"}
@@ -88,9 +175,14 @@ func DecodeConfig(raw map[string]any) (*Config, error) {
 	var errs []error
 	cfg := &Config{Transports: map[string]TransportConfig{}}
 	for k := range raw {
-		if k != "transports" && k != "routes" {
-			errs = append(errs, configErr("", k, "unknown key (want transports and routes)"))
+		if k != "transports" && k != "routes" && k != "bridge" {
+			errs = append(errs, configErr("", k, "unknown key (want transports, routes and bridge)"))
 		}
+	}
+	if v, ok := raw["bridge"]; ok {
+		var err error
+		cfg.Settings, err = decodeSettings(v)
+		errs = append(errs, err)
 	}
 	if t, ok := raw["transports"]; ok {
 		tm, ok := t.(map[string]any)

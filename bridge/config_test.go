@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/knadh/koanf/parsers/yaml"
+
+	"github.com/gofedmsg/fedmsg/transport"
 )
 
 // parse reads YAML the way cmd will: koanf's parser, then DecodeConfig.
@@ -95,5 +97,52 @@ func TestValidateRoutesBadPattern(t *testing.T) {
 	err := ValidateRoutes([]RouteConfig{{Name: "r", From: "a", To: "b", Topics: []string{"org.\xff"}}}, nil)
 	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), `route "r": key "topics"`) {
 		t.Errorf("err %v", err)
+	}
+}
+
+// The bridge section sets the options an operator may tune; the ones it
+// leaves out keep their defaults, and New applies them.
+func TestBridgeSettings(t *testing.T) {
+	cfg, err := parse(t, `
+transports: {a: {kind: zmq}, b: {kind: stomp}}
+routes: [{name: r, from: a, to: b}]
+bridge: {id: gw1, max_hops: -1, echo_window: 500, max_batch: 1}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{ID: "gw1", MaxHops: -1, EchoWindow: 500, MaxBatch: 1}
+	if cfg.Settings != want {
+		t.Errorf("settings %+v, want %+v", cfg.Settings, want)
+	}
+	opts := Options{DedupWindow: 7}
+	cfg.Settings.Apply(&opts)
+	if opts.BridgeID != "gw1" || opts.MaxHops != -1 || opts.EchoWindow != 500 || opts.MaxBatch != 1 || opts.DedupWindow != 7 {
+		t.Errorf("options after Apply: %+v", opts)
+	}
+	src, dst := newMemory(t), newMemory(t)
+	b, err := New(cfg.Routes, map[string]transport.Transport{"a": src, "b": dst}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ID() != "gw1" || b.opts.MaxBatch != 1 || b.echoes == nil || len(b.echoes.ring) != 500 {
+		t.Errorf("bridge id %q, max batch %d: the settings did not reach the bridge", b.ID(), b.opts.MaxBatch)
+	}
+}
+
+func TestBridgeSettingsErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{`{max_batch: 0.5}`, `key "bridge.max_batch": must be a whole number`},
+		{`{max_batch: -2}`, `key "bridge.max_batch": must be at least 1`},
+		{`{echo_window: lots}`, `key "bridge.echo_window": must be a number`},
+		{`{id: "a,b"}`, `bridge id "a,b": must not contain commas`},
+		{`{id: 7}`, `key "bridge.id": must be a string`},
+		{`{max_hop: 2}`, `key "bridge.max_hop": unknown key`},
+		{`[1]`, `key "bridge": must be a map`},
+	} {
+		_, err := parse(t, "transports: {a: {kind: zmq}, b: {kind: stomp}}\nroutes: [{name: r, from: a, to: b}]\nbridge: "+c.yaml+"\n")
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bridge: %s: error %v, want one containing %q", c.yaml, err, c.want)
+		}
 	}
 }

@@ -43,7 +43,16 @@ name). Per route: topics (fedmsg patterns; none = all), signatures
 (at-most-once, or at-least-once where the source can redeliver and the
 sink confirms). Bodies go through byte for byte. Each route and its
 guarantee is logged at start-up; SIGINT or SIGTERM drain in-flight
-messages and exit 0.`,
+messages and exit 0.
+
+An optional bridge section tunes loop prevention and batching:
+
+  bridge:
+    id: gw1             # in x-gofedmsg-bridge (default host-pid-random)
+    max_hops: 4         # bridges a message may cross (negative: no limit)
+    echo_window: 100000 # msg_ids of own publishes remembered (negative: off)
+    dedup_window: 10000 # msg_ids each route remembers (negative: off)
+    max_batch: 256      # messages a route publishes at once`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runBridge(c, e)
@@ -71,7 +80,7 @@ func runBridge(c *cobra.Command, e *env) error {
 		if err != nil {
 			return usage(err)
 		}
-		for _, key := range []string{"transports", "routes"} {
+		for _, key := range []string{"transports", "routes", "bridge"} {
 			if v, ok := m[key]; ok {
 				raw[key] = mergeBridgeKey(raw[key], v)
 				delete(m, key)
@@ -92,6 +101,7 @@ func runBridge(c *cobra.Command, e *env) error {
 
 	ctx := c.Context()
 	opts := bridge.Options{Logger: log}
+	bc.Settings.Apply(&opts)
 	for _, r := range bc.Routes {
 		switch r.Signatures {
 		case bridge.RequireValid:

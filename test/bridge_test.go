@@ -95,7 +95,7 @@ func TestBridgeCarriesTheBusIntoBrokers(t *testing.T) {
 			prefix := fmt.Sprintf("org.bridge%d", time.Now().UnixNano())
 			b.env = append(b.env, "FEDMSG_TOPIC_PREFIX="+prefix)
 			cfgPath := filepath.Join(b.dir, "bridge.yaml")
-			cfg := fmt.Sprintf("transports:\n  bus: {kind: zmq}\n  broker: %s\nroutes:\n  - {name: bus-to-broker, from: bus, to: broker, topics: [\"%s.\"]}\n",
+			cfg := fmt.Sprintf("transports:\n  bus: {kind: zmq}\n  broker: %s\nroutes:\n  - {name: bus-to-broker, from: bus, to: broker, topics: [\"%s.\"]}\nbridge: {id: e2e-gw}\n",
 				tc.sink(prefix), prefix)
 			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
@@ -105,6 +105,7 @@ func TestBridgeCarriesTheBusIntoBrokers(t *testing.T) {
 			b.startRelay()
 			bridge := b.start("bridge", "--config", cfgPath)
 			bridge.waitStderr(t, "bus-to-broker")
+			bridge.waitStderr(t, "bridge_id=e2e-gw") // the bridge section's id
 			// The bridge's subscription to the relay settles
 			// asynchronously: probe until one comes through.
 			deadline := time.Now().Add(30 * time.Second)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/replay"
 	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
@@ -64,6 +65,14 @@ type Context struct {
 	broker transport.Transport
 	signer signing.Signer // nil unless sign_messages
 
+	// With persistent_store, every published envelope gets its seq_id from
+	// store and is kept there; replay answers queries from it. seqMu keeps
+	// numbering, storing and sending in one order, so subscribers never see
+	// seq_ids out of order from one publisher.
+	seqMu  sync.Mutex
+	store  *replay.Store
+	replay *replay.Server
+
 	validatorOnce sync.Once
 	validator     *signing.Validator
 	validatorErr  error
@@ -106,6 +115,12 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 			return nil, fmt.Errorf("fedmsg: sign_messages: %w", err)
 		}
 		c.signer = signer
+	}
+	if err := c.openReplay(cfg); err != nil {
+		if c.pub != nil {
+			c.pub.Close(context.Background())
+		}
+		return nil, err
 	}
 	return c, nil
 }
@@ -224,11 +239,12 @@ func (c *Context) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	err := c.closeReplay(ctx)
 	if c.broker != nil {
-		return c.broker.Close(ctx)
+		return errors.Join(err, c.broker.Close(ctx))
 	}
 	if c.pub != nil {
-		return c.pub.Close(ctx)
+		return errors.Join(err, c.pub.Close(ctx))
 	}
-	return nil
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/replay"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -18,6 +19,8 @@ import (
 // marshal; values decoded by message.Decode keep their number text.
 //
 // With sign_messages the envelope is signed (x509 or gpg) before it is sent.
+// With persistent_store it first gets the next seq_id of this publisher and
+// is kept for replay (see package replay); the signature covers seq_id.
 // Like fedmsg, the counter "i" is consumed before anything can fail.
 func (c *Context) Publish(ctx context.Context, topic, modname string, msg any) error {
 	i := c.counter.Next()
@@ -36,12 +39,34 @@ func (c *Context) Publish(ctx context.Context, topic, modname string, msg any) e
 		return fmt.Errorf("fedmsg: publish %s: %w", full, err)
 	}
 	env := message.NewEnvelope(full, msg, i, c.username, time.Now())
+	if c.store != nil {
+		return c.publishStored(ctx, full, env)
+	}
 	if c.signer != nil {
 		if env, err = c.signer.Sign(env); err != nil {
 			return fmt.Errorf("fedmsg: sign %s: %w", full, err)
 		}
 	}
 	body, err := message.Canonical(env)
+	if err != nil {
+		return fmt.Errorf("fedmsg: publish %s: %w", full, err)
+	}
+	id, _ := env["msg_id"].(string)
+	return c.pub.Publish(ctx, &transport.Message{Topic: full, Body: body, ID: id})
+}
+
+// publishStored numbers env from the store before signing it, so the
+// signature covers seq_id and the envelope validates everywhere (fedmsg
+// adds seq_id after signing, which breaks every stored signature: spec §7,
+// vector t10-seq-id-added). The store keeps the bytes that are sent.
+func (c *Context) publishStored(ctx context.Context, full string, env map[string]any) error {
+	var seal replay.Seal
+	if c.signer != nil {
+		seal = c.signer.Sign
+	}
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	env, body, err := c.store.Add(env, seal)
 	if err != nil {
 		return fmt.Errorf("fedmsg: publish %s: %w", full, err)
 	}

@@ -126,14 +126,14 @@ environment variables, then flags.`,
 		// A bare "fedmsg" is misuse: say so and show what there is.
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usage(errors.New("a command is required: relay, signing-relay, logger, tail, config, verify or sign"))
+			return usage(errors.New("a command is required: relay, signing-relay, bridge, logger, tail, replay, config, verify or sign"))
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	addCommonFlags(root.PersistentFlags())
 	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newLoggerCmd(e), newTailCmd(e),
-		newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
+		newReplayCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
 	return root
 }
 

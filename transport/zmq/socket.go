@@ -173,3 +173,15 @@ func lastEndpoint(s *zmq4.Socket, fallback string) string {
 	}
 	return fallback
 }
+
+// NewContext makes a ZeroMQ context with the configured I/O threads, for
+// packages (replay) whose sockets are not publishers or subscribers but
+// must follow the same configuration.
+func NewContext(o Options) (*zmq4.Context, error) { return newContext(o) }
+
+// NewSocket creates a socket of any type with the options fedmsg's config
+// names (high-water mark, linger, TCP keepalive), as this package's own
+// sockets get them.
+func NewSocket(zctx *zmq4.Context, typ zmq4.Type, o Options) (*zmq4.Socket, error) {
+	return newSocket(zctx, typ, o)
+}

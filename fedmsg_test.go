@@ -156,3 +156,20 @@ func TestSubscribeEndpoints(t *testing.T) {
 		t.Errorf("SubscribeEndpoints = %v, want %v", got, want)
 	}
 }
+
+// TestEndpointNames: the name a received message is tied to (and looked
+// up in replay_endpoints) is the endpoints key of the URL it came from;
+// a URL under several keys gets the first key in sorted order.
+func TestEndpointNames(t *testing.T) {
+	cfg := config.Default()
+	cfg.Endpoints = map[string][]string{
+		"relay_outbound": {"tcp://127.0.0.1:4001"},
+		"bodhi.app01":    {"tcp://*:3000", "tcp://127.0.0.1:4001"},
+		"relay_inbound":  {"tcp://127.0.0.1:2003"},
+	}
+	got := fedmsg.EndpointNames(cfg)
+	want := map[string]string{"tcp://127.0.0.1:3000": "bodhi.app01", "tcp://127.0.0.1:4001": "bodhi.app01"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EndpointNames = %v, want %v", got, want)
+	}
+}

@@ -36,7 +36,7 @@ func OpenTransport(ctx context.Context, kind string, cfg *config.Config, log *sl
 	switch kind {
 	case KindZMQ:
 		o := ZMQOptions(cfg, log)
-		o.Subscribe = subscribeAddrs(ctx, cfg, log)
+		o.Subscribe, _ = subscribeAddrs(ctx, cfg, log)
 		if cfg.Name != "" {
 			o.Bind, o.BindKey = cfg.Endpoints[cfg.Name], fmt.Sprintf("endpoints[%q]", cfg.Name)
 			if len(o.Bind) == 0 {

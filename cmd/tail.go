@@ -39,7 +39,12 @@ or [...] is a glob over the whole topic (org.fedoraproject.*.bodhi.update).
   --json           print each body (ZeroMQ frame 1) exactly as received, one per line
   --really-pretty  indented JSON without signature and certificate, coloured on a terminal
   --validate       drop messages that fail signature validation, with a warning naming
-                   the reason (validate_signatures sets the default)`,
+                   the reason (validate_signatures sets the default)
+
+With replay_endpoints, a gap in a publisher's seq_id is filled from its
+replay endpoint (the replay_endpoints entry named like the endpoints key
+the message came from): the missing messages are printed first, in order,
+each once; a failed query is logged and the message printed anyway.`,
 		Example: `  fedmsg tail
   fedmsg tail --topic org.fedoraproject.prod.bodhi. --really-pretty
   fedmsg tail --json --count 10 > ten.jsonl`,

@@ -62,6 +62,21 @@ func Query(ctx context.Context, endpoint string, q Request) ([]map[string]any, e
 
 // QueryWith is Query with socket options from the configuration.
 func QueryWith(ctx context.Context, endpoint string, q Request, o ClientOptions) ([]map[string]any, error) {
+	envs, err := QueryEnvelopes(ctx, endpoint, q, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, len(envs))
+	for i, e := range envs {
+		out[i] = e.Fields
+	}
+	return out, nil
+}
+
+// QueryEnvelopes is QueryWith keeping each envelope's bytes as the server
+// sent them (what a subscriber delivers, so signatures are checked on the
+// stored bytes).
+func QueryEnvelopes(ctx context.Context, endpoint string, q Request, o ClientOptions) ([]Envelope, error) {
 	body, err := q.Encode()
 	if err != nil {
 		return nil, err
@@ -70,7 +85,15 @@ func QueryWith(ctx context.Context, endpoint string, q Request, o ClientOptions)
 	if err != nil {
 		return nil, err
 	}
-	return decodeReply(frames)
+	envs, err := decodeReply(frames)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Envelope, len(envs))
+	for i, env := range envs {
+		out[i] = Envelope{Body: frames[i], Fields: env}
+	}
+	return out, nil
 }
 
 // decodeReply turns reply frames into envelopes, or the server's error.

@@ -52,5 +52,13 @@
 // storing and sending happen under one lock, so one publisher's seq_ids go
 // out in order. A store is per publisher name; seq_ids restart at 1 when
 // the process does (a subscriber sees a smaller seq_id, which fedmsg's gap
-// logic treats as a duplicate: the next slice has to handle restarts).
+// logic treats as a duplicate; GapTracker recognises it as a restart).
+//
+// # Subscribers
+//
+// GapTracker is the subscriber's side (fedmsg's check_for_replay): fed
+// each envelope with the replay name it came from (the endpoints key), it
+// returns what to deliver, filling a gap in seq_id from the name's replay
+// endpoint, in order and once, bounded per gap, and following publisher
+// restarts. fedmsg.Context.Tail, and so fedmsg tail, use it.
 package replay

@@ -38,7 +38,7 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 				return failure(err)
 			}
 			log.Info("relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "high_water_mark", cfg.HighWaterMark)
-			stopReports := reportDrops(c.Context(), log, r.Stats(), dropReportInterval)
+			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
 			err = r.Run(c.Context())
 			stopReports()
 			st := r.Stats()
@@ -55,9 +55,10 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 // often enough to notice a bad publisher, never once per message.
 const dropReportInterval = 30 * time.Second
 
-// reportDrops warns, at most once per interval, when messages were dropped
-// since the last report. The returned func stops it.
-func reportDrops(ctx context.Context, log *slog.Logger, st *zmq.Stats, every time.Duration) (stop func()) {
+// reportDrops warns, at most once per interval, when the forwarder who
+// (relay, gateway) dropped messages since the last report. The returned
+// func stops it.
+func reportDrops(ctx context.Context, log *slog.Logger, who string, st *zmq.Stats, every time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -71,7 +72,7 @@ func reportDrops(ctx context.Context, log *slog.Logger, st *zmq.Stats, every tim
 				return
 			case <-t.C:
 				if n := st.DroppedTotal(); n > last {
-					log.Warn("relay dropped malformed messages", "since_last_report", n-last, "dropped_by_reason", st.DroppedByReason())
+					log.Warn(who+" dropped malformed messages", "since_last_report", n-last, "dropped_by_reason", st.DroppedByReason())
 					last = n
 				}
 			}

@@ -36,6 +36,8 @@ var aliases = map[string]string{
 	"fedmsg-config": "config",
 	"fedmsg-hub":    "hub",
 
+	"fedmsg-gateway": "gateway",
+
 	"fedmsg-signing-relay": "signing-relay",
 }
 
@@ -115,8 +117,8 @@ func newRoot(e *env) *cobra.Command {
 		Long: `fedmsg is a Go implementation of the fedmsg federated message bus.
 
 It speaks fedmsg's ZeroMQ wire format byte for byte and reads fedmsg's
-configuration keys. Linked as fedmsg-relay, fedmsg-logger, fedmsg-tail, fedmsg-hub or
-fedmsg-config it runs that command.
+configuration keys. Linked as fedmsg-relay, fedmsg-logger, fedmsg-tail, fedmsg-hub,
+fedmsg-gateway or fedmsg-config it runs that command.
 
 Configuration is read, later wins, from built-in defaults, /etc/fedmsg.d/,
 ~/.fedmsg.d/, ./fedmsg.d/ (*.yaml, *.yml, *.toml, *.json in name order),
@@ -127,13 +129,13 @@ environment variables, then flags.`,
 		// A bare "fedmsg" is misuse: say so and show what there is.
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usage(errors.New("a command is required: relay, signing-relay, bridge, hub, logger, tail, replay, config, verify or sign"))
+			return usage(errors.New("a command is required: relay, signing-relay, bridge, hub, gateway, logger, tail, replay, config, verify or sign"))
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	addCommonFlags(root.PersistentFlags())
-	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newHubCmd(e), newLoggerCmd(e), newTailCmd(e),
+	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newHubCmd(e), newGatewayCmd(e), newLoggerCmd(e), newTailCmd(e),
 		newReplayCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
 	return root
 }

@@ -48,7 +48,7 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 				workers = runtime.NumCPU()
 			}
 			log.Info("signing relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "workers", workers)
-			stopReports := reportDrops(c.Context(), log, r.Stats(), dropReportInterval)
+			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
 			err = r.RunTransform(c.Context(), func(_ string, body []byte) ([]byte, error) {
 				return fedmsg.Resign(signer, body)
 			}, workers)

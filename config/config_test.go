@@ -998,3 +998,33 @@ func TestMapIsACopy(t *testing.T) {
 		t.Error("Map shares memory with the config")
 	}
 }
+
+func TestGatewayKeys(t *testing.T) {
+	// fedmsg's defaults (spec §12): port 9940, and the shipped
+	// high_water_mark of 10000.
+	c := Default()
+	if c.GatewayPort != 9940 || c.GatewayHighWaterMark != 10000 {
+		t.Errorf("gateway defaults = port %d, hwm %d; want 9940, 10000", c.GatewayPort, c.GatewayHighWaterMark)
+	}
+
+	c = mustLoad(t, Sources{Dirs: []string{}, Environ: []string{
+		"FEDMSG_FEDMSG_CONSUMERS_GATEWAY_PORT=9941",
+		"FEDMSG_FEDMSG_CONSUMERS_GATEWAY_HIGH_WATER_MARK=7",
+	}})
+	if c.GatewayPort != 9941 || c.GatewayHighWaterMark != 7 {
+		t.Errorf("from the environment: port %d, hwm %d; want 9941, 7", c.GatewayPort, c.GatewayHighWaterMark)
+	}
+
+	for _, tc := range []struct{ text, want string }{
+		{"fedmsg.consumers.gateway.port: 0\n", `"fedmsg.consumers.gateway.port": must be a port number (1-65535), got 0`},
+		{"fedmsg.consumers.gateway.port: 70000\n", `"fedmsg.consumers.gateway.port": must be a port number (1-65535), got 70000`},
+		{"fedmsg.consumers.gateway.high_water_mark: -1\n", `"fedmsg.consumers.gateway.high_water_mark": must be >= 0`},
+	} {
+		_, err := loadFiles(t, write(t, t.TempDir(), "g.yaml", tc.text))
+		wantErr(t, err, tc.want)
+	}
+	_, err := loadFiles(t, write(t, t.TempDir(), "g.yaml", "fedmsg.consumers.gateway.port: nine\n"))
+	if err == nil || !strings.Contains(err.Error(), "fedmsg.consumers.gateway.port") {
+		t.Errorf("a port that is not a number: %v, want an error naming the key", err)
+	}
+}

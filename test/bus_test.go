@@ -296,7 +296,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 
 func TestHelpForEveryCommand(t *testing.T) {
 	b := newBus(t)
-	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"logger", "--help"}, {"tail", "--help"}, {"config", "--help"}} {
+	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"logger", "--help"}, {"tail", "--help"}, {"gateway", "--help"}, {"config", "--help"}} {
 		out, errOut, code := b.run("", cmd...)
 		if code != 0 {
 			t.Errorf("fedmsg %v exited %d: %s", cmd, code, errOut)

@@ -102,3 +102,12 @@ func checkFrames(frames [][]byte, maxSize int) DropReason {
 	}
 	return DropNone
 }
+
+// Check applies the relay's wire rules (checkFrames) to one received
+// multipart message and counts the outcome in s, so that forwarders outside
+// this package (fedmsg gateway) drop and count exactly as the relay does.
+func (s *Stats) Check(frames [][]byte, maxSize int) DropReason {
+	r := checkFrames(frames, maxSize)
+	s.count(r)
+	return r
+}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gofedmsg/fedmsg/config"
-	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/signing/gpg"
 )
@@ -67,18 +66,9 @@ func NewValidator(cfg *config.Config, log *slog.Logger) (*signing.Validator, err
 }
 
 // Resign replaces whatever credentials body carries with signer's: the
-// signing relay's job. Python's signing relay signed over the old
-// credentials, which could never validate; ours strips them first.
+// signing relay's job (see signing.Resign).
 func Resign(signer signing.Signer, body []byte) ([]byte, error) {
-	env, err := message.DecodeObject(body)
-	if err != nil {
-		return nil, err
-	}
-	signed, err := signer.Sign(signing.StripCredentials(env))
-	if err != nil {
-		return nil, err
-	}
-	return message.Canonical(signed)
+	return signing.Resign(signer, body)
 }
 
 // Validator returns the context's validator, built on first use from the

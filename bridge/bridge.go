@@ -476,7 +476,7 @@ func (b *Bridge) take(ctx context.Context, r *route, d *transport.Delivery, batc
 			return batch
 		}
 	case Resign:
-		signed, err := resign(b.opts.Signer, body)
+		signed, err := signing.Resign(b.opts.Signer, body)
 		if err != nil {
 			b.drop(r, d, DropResignFailed, err)
 			return batch
@@ -560,21 +560,6 @@ func (b *Bridge) publish(ctx context.Context, r *route, batch []outgoing) error 
 		b.retry(ctx, r, batch, err)
 		return nil
 	}
-}
-
-// resign replaces the body's credentials with signer's. Like the root
-// package's Resign (not imported: the root package will import bridge),
-// it strips first, since signing over old credentials never validates.
-func resign(signer signing.Signer, body []byte) ([]byte, error) {
-	env, err := message.DecodeObject(body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", signing.ErrMalformed, err)
-	}
-	signed, err := signer.Sign(signing.StripCredentials(env))
-	if err != nil {
-		return nil, err
-	}
-	return message.Canonical(signed)
 }
 
 // retry hands batch back to its source and pauses the route, doubling

@@ -1,6 +1,10 @@
 package signing
 
-import "github.com/gofedmsg/fedmsg/message"
+import (
+	"fmt"
+
+	"github.com/gofedmsg/fedmsg/message"
+)
 
 // StripCredentials returns a copy of env without signature and certificate
 // (crypto stays), like fedmsg.crypto.strip_credentials. Objects and arrays
@@ -48,4 +52,30 @@ func deepCopy(v any, depth int) any {
 	default:
 		return v
 	}
+}
+
+// Resign replaces whatever credentials body carries with signer's and
+// returns the canonical JSON of the result: the signing relay's and the
+// bridge's resign job. Python's signing relay signed over the old
+// credentials, which could never validate; this drops them first.
+// Undecodable input wraps ErrMalformed.
+func Resign(signer Signer, body []byte) ([]byte, error) {
+	env, err := message.DecodeObject(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	// env was decoded here and belongs to nobody else, so the old
+	// credentials are deleted in place: StripCredentials' deep copy, made
+	// for callers' maps, would be paid per message for nothing.
+	delete(env, message.FieldSignature)
+	delete(env, message.FieldCertificate)
+	signed, err := signer.Sign(env)
+	if err != nil {
+		return nil, err
+	}
+	out, err := message.Canonical(signed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return out, nil
 }

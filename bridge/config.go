@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gofedmsg/fedmsg/internal/tree"
 	"github.com/gofedmsg/fedmsg/message"
 )
 
@@ -117,7 +118,7 @@ func decodeSettings(v any) (Settings, error) {
 	var s Settings
 	m, ok := v.(map[string]any)
 	if !ok {
-		return s, configErr("", "bridge", "must be a map of settings, got %s", typeName(v))
+		return s, configErr("", "bridge", "must be a map of settings, got %s", tree.TypeName(v))
 	}
 	var errs []error
 	integer := func(key string, dst *int) {
@@ -125,25 +126,20 @@ func decodeSettings(v any) (Settings, error) {
 		if !present {
 			return
 		}
-		switch n := raw.(type) {
-		case int:
-			*dst = n
-		case int64:
-			*dst = int(n)
-		case float64:
-			if n != float64(int(n)) {
-				errs = append(errs, configErr("", "bridge."+key, "must be a whole number, got %v", n))
-				return
-			}
-			*dst = int(n)
+		n, whole, number := tree.Int(raw)
+		switch {
+		case !number:
+			errs = append(errs, configErr("", "bridge."+key, "must be a number, got %s", tree.TypeName(raw)))
+		case !whole:
+			errs = append(errs, configErr("", "bridge."+key, "must be a whole number, got %v", raw))
 		default:
-			errs = append(errs, configErr("", "bridge."+key, "must be a number, got %s", typeName(raw)))
+			*dst = n
 		}
 	}
 	if raw, present := m["id"]; present {
 		id, ok := raw.(string)
 		if !ok {
-			errs = append(errs, configErr("", "bridge.id", "must be a string, got %s", typeName(raw)))
+			errs = append(errs, configErr("", "bridge.id", "must be a string, got %s", tree.TypeName(raw)))
 		} else if err := checkBridgeID(id); err != nil {
 			errs = append(errs, err)
 		}
@@ -187,12 +183,12 @@ func DecodeConfig(raw map[string]any) (*Config, error) {
 	if t, ok := raw["transports"]; ok {
 		tm, ok := t.(map[string]any)
 		if !ok {
-			errs = append(errs, configErr("", "transports", "must be a map of name to transport, got %s", typeName(t)))
+			errs = append(errs, configErr("", "transports", "must be a map of name to transport, got %s", tree.TypeName(t)))
 		}
 		for _, name := range slices.Sorted(maps.Keys(tm)) {
 			entry, ok := tm[name].(map[string]any)
 			if !ok {
-				errs = append(errs, fmt.Errorf("%w: transport %q: must be a map with a kind, got %s", ErrInvalidConfig, name, typeName(tm[name])))
+				errs = append(errs, fmt.Errorf("%w: transport %q: must be a map with a kind, got %s", ErrInvalidConfig, name, tree.TypeName(tm[name])))
 				continue
 			}
 			tc := TransportConfig{Options: map[string]any{}}
@@ -200,7 +196,7 @@ func DecodeConfig(raw map[string]any) (*Config, error) {
 				if k == "kind" {
 					s, ok := v.(string)
 					if !ok {
-						errs = append(errs, fmt.Errorf("%w: transport %q: key \"kind\": must be a string, got %s", ErrInvalidConfig, name, typeName(v)))
+						errs = append(errs, fmt.Errorf("%w: transport %q: key \"kind\": must be a string, got %s", ErrInvalidConfig, name, tree.TypeName(v)))
 					}
 					tc.Kind = s
 					continue
@@ -213,7 +209,7 @@ func DecodeConfig(raw map[string]any) (*Config, error) {
 	if r, ok := raw["routes"]; ok {
 		list, ok := r.([]any)
 		if !ok {
-			errs = append(errs, configErr("", "routes", "must be a list of routes, got %s", typeName(r)))
+			errs = append(errs, configErr("", "routes", "must be a list of routes, got %s", tree.TypeName(r)))
 		}
 		for i, item := range list {
 			rc, err := decodeRoute(i, item)
@@ -234,7 +230,7 @@ func decodeRoute(i int, item any) (RouteConfig, error) {
 	var rc RouteConfig
 	m, ok := item.(map[string]any)
 	if !ok {
-		return rc, fmt.Errorf("%w: route #%d: must be a map, got %s", ErrInvalidConfig, i+1, typeName(item))
+		return rc, fmt.Errorf("%w: route #%d: must be a map, got %s", ErrInvalidConfig, i+1, tree.TypeName(item))
 	}
 	// The name first, so that every other error can name the route.
 	label := fmt.Sprintf("#%d", i+1)
@@ -249,7 +245,7 @@ func decodeRoute(i int, item any) (RouteConfig, error) {
 		}
 		s, ok := v.(string)
 		if !ok {
-			errs = append(errs, configErr(label, key, "must be a string, got %s", typeName(v)))
+			errs = append(errs, configErr(label, key, "must be a string, got %s", tree.TypeName(v)))
 		}
 		return s
 	}
@@ -266,13 +262,13 @@ func decodeRoute(i int, item any) (RouteConfig, error) {
 		for j, p := range t {
 			s, ok := p.(string)
 			if !ok {
-				errs = append(errs, configErr(label, "topics", "entry %d must be a string, got %s", j+1, typeName(p)))
+				errs = append(errs, configErr(label, "topics", "entry %d must be a string, got %s", j+1, tree.TypeName(p)))
 				continue
 			}
 			rc.Topics = append(rc.Topics, s)
 		}
 	default:
-		errs = append(errs, configErr(label, "topics", "must be a list of patterns, got %s", typeName(t)))
+		errs = append(errs, configErr(label, "topics", "must be a list of patterns, got %s", tree.TypeName(t)))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(routeKeys, k) {
@@ -358,21 +354,4 @@ func configErr(route, key, format string, args ...any) error {
 		return fmt.Errorf("%w: key %q: %s", ErrInvalidConfig, key, msg)
 	}
 	return fmt.Errorf("%w: route %q: key %q: %s", ErrInvalidConfig, route, key, msg)
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nothing"
-	case string:
-		return "a string"
-	case map[string]any:
-		return "a map"
-	case []any:
-		return "a list"
-	case bool:
-		return "a boolean"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }

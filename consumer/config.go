@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gofedmsg/fedmsg/internal/tree"
 )
 
 // ErrConfig wraps every problem in a consumers section.
@@ -51,7 +53,7 @@ type Spec struct {
 func DecodeConfig(raw any) ([]Spec, error) {
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("%w: consumers must be a list, got %s", ErrConfig, typeName(raw))
+		return nil, fmt.Errorf("%w: consumers must be a list, got %s", ErrConfig, tree.TypeName(raw))
 	}
 	var errs []error
 	var out []Spec
@@ -59,7 +61,7 @@ func DecodeConfig(raw any) ([]Spec, error) {
 	for i, item := range list {
 		m, ok := item.(map[string]any)
 		if !ok {
-			errs = append(errs, fmt.Errorf("%w: consumers[%d] must be a map, got %s", ErrConfig, i, typeName(item)))
+			errs = append(errs, fmt.Errorf("%w: consumers[%d] must be a map, got %s", ErrConfig, i, tree.TypeName(item)))
 			continue
 		}
 		d := &decoder{m: m, where: fmt.Sprintf("consumers[%d]", i)}
@@ -258,20 +260,13 @@ func (d *decoder) int(key string) int {
 	if !ok {
 		return 0
 	}
-	var n int
-	switch x := v.(type) {
-	case int:
-		n = x
-	case int64:
-		n = int(x)
-	case float64:
-		if x != float64(int(x)) {
-			d.fail(key, "must be a whole number")
-			return 0
-		}
-		n = int(x)
-	default:
+	n, whole, number := tree.Int(v)
+	switch {
+	case !number:
 		d.fail(key, "must be a number")
+		return 0
+	case !whole:
+		d.fail(key, "must be a whole number")
 		return 0
 	}
 	if n <= 0 {
@@ -301,22 +296,4 @@ func (d *decoder) stringMap(key string) map[string]string {
 		out[k] = s
 	}
 	return out
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nothing"
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case int, int64, float64:
-		return "a number"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a map"
-	}
-	return fmt.Sprintf("%T", v)
 }

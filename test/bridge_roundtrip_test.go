@@ -41,25 +41,15 @@ func writeConfig(t *testing.T, b *bus, name, text string) string {
 // org.fedoraproject.dev traffic on the shared broker out.
 func privateExchange(t *testing.T) string {
 	t.Helper()
-	conn, err := amqp.Dial(rabbitURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		conn.Close()
-		t.Fatal(err)
-	}
+	ch := plainAMQPChannel(t, rabbitURL()) // its connection closes after the delete below
 	name := fmt.Sprintf("gofedmsg.e2e.%d", time.Now().UnixNano())
 	if err := ch.ExchangeDeclare(name, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		conn.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if err := ch.ExchangeDelete(name, false, false); err != nil {
 			t.Logf("deleting exchange %s: %v", name, err)
 		}
-		conn.Close()
 	})
 	return name
 }

@@ -143,8 +143,9 @@ func plainAMQPPublisher(t *testing.T, url string) func(topic string, body []byte
 	return plainAMQPPublisherTo(t, url, "amq.topic")
 }
 
-// plainAMQPPublisherTo is plainAMQPPublisher to another exchange.
-func plainAMQPPublisherTo(t *testing.T, url, exchange string) func(topic string, body []byte) {
+// plainAMQPChannel opens a channel on a connection of its own, closed
+// when t ends.
+func plainAMQPChannel(t *testing.T, url string) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -155,6 +156,13 @@ func plainAMQPPublisherTo(t *testing.T, url, exchange string) func(topic string,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ch
+}
+
+// plainAMQPPublisherTo is plainAMQPPublisher to another exchange.
+func plainAMQPPublisherTo(t *testing.T, url, exchange string) func(topic string, body []byte) {
+	t.Helper()
+	ch := plainAMQPChannel(t, url)
 	return func(topic string, body []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -177,15 +185,7 @@ func plainAMQPConsumer(t *testing.T, url, bindingKey string) <-chan amqp.Deliver
 // plainAMQPConsumerOn is plainAMQPConsumer on another exchange.
 func plainAMQPConsumerOn(t *testing.T, url, exchange, bindingKey string) <-chan amqp.Delivery {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := plainAMQPChannel(t, url)
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		t.Fatal(err)

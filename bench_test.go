@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	zmq4 "github.com/pebbe/zmq4"
 
+	"github.com/gofedmsg/fedmsg/internal/freeport"
 	"github.com/gofedmsg/fedmsg/internal/sharedtest"
 )
 
@@ -142,14 +142,7 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
-func freeTCP(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return "tcp://" + l.Addr().String()
-}
+func freeTCP(b *testing.B) string { return freeport.Endpoint(b) }
 
 // BenchmarkRawRSASignAllCores is the baseline: RSA-2048 PKCS#1 v1.5 SHA-1
 // signatures of the same envelope on every core, nothing else.

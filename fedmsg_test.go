@@ -14,19 +14,12 @@ import (
 
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/freeport"
 	"github.com/gofedmsg/fedmsg/internal/sharedtest"
 	"github.com/gofedmsg/fedmsg/message"
 )
 
-func freeEndpoint(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprintf("tcp://127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
-}
+func freeEndpoint(t testing.TB) string { return freeport.Endpoint(t) }
 
 // A service publishing with the library binds its own endpoint; a plain
 // ZeroMQ SUB (what Python fedmsg's tail is) receives fedmsg's exact frames.

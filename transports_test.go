@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/freeport"
 	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/transporttest"
 )
@@ -30,12 +30,7 @@ func TestOpenTransportRefusesUnknownKinds(t *testing.T) {
 // A zmq transport with a name binds endpoints[name] and, like every
 // subscriber, connects to all endpoints: here it hears itself.
 func TestOpenTransportZMQPublishesAndSubscribes(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "tcp://" + l.Addr().String()
-	l.Close()
+	addr := freeport.Endpoint(t)
 	cfg := config.Default()
 	cfg.Name = "svc"
 	cfg.Endpoints = map[string][]string{"svc": {addr}}

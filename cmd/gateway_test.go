@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	zmq4 "github.com/pebbe/zmq4"
+
+	"github.com/gofedmsg/fedmsg/internal/freeport"
 )
 
 func TestIsOwnEndpoint(t *testing.T) {
@@ -38,15 +39,7 @@ func TestIsOwnEndpoint(t *testing.T) {
 	}
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freeTCPPort(t *testing.T) int { return freeport.Port(t) }
 
 // TestGatewayForwardsDropsAndSkipsItself runs the gateway in-process
 // between a plain PUB and a plain SUB: malformed frames are dropped and

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofedmsg/fedmsg/internal/freeport"
 	"github.com/gofedmsg/fedmsg/message"
 )
 
@@ -40,15 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback TCP port nobody listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return freeport.Port(t) }
 
 // bus is one isolated fedmsg set-up: its own ports, HOME and working
 // directory (so no /etc, ~ or ./fedmsg.d of the machine leaks in).

@@ -14,6 +14,7 @@ import (
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/consumer"
+	"github.com/gofedmsg/fedmsg/datagrepper"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -53,7 +54,14 @@ JSON line; exec runs the command with the envelope on stdin (non-zero exit
 = failure); webhook POSTs it as application/json, retrying with backoff.
 A failed message is Nacked (redelivered on a queue); a rejected one
 (bad signature, topic mismatch) is logged and acknowledged. SIGINT or
-SIGTERM finish the messages in hand and exit 0.`,
+SIGTERM finish the messages in hand and exit 0.
+
+With status_directory set, each consumer's status file
+<status_directory>/fedmsg-hub/<name> holds the message it is on ("pre")
+or last finished ("post"). With datagrepper_url set too, a restart fetches
+from datagrepper what each consumer missed since then (its topics only,
+validated like live messages, oldest first, each once) alongside live
+traffic; a failing datagrepper is logged and retried with backoff.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runHub(c, e)
@@ -122,6 +130,15 @@ func runHub(c *cobra.Command, e *env) error {
 		closers = append(closers, closer)
 	}
 	opts := consumer.Options{ValidateSignatures: cfg.ValidateSignatures, Logger: log}
+	// status_directory and datagrepper_url: status files and the backlog.
+	opts.StatusDirectory, opts.SkipLastMessage = cfg.StatusDirectory, cfg.SkipLastMessage
+	if cfg.StatusDirectory != "" && cfg.DatagrepperURL != "" {
+		dg, err := datagrepper.New(cfg.DatagrepperURL, datagrepper.Options{})
+		if err != nil {
+			return usage(fmt.Errorf("hub: datagrepper_url: %w", err))
+		}
+		opts.Archive = dg
+	}
 	if slices.ContainsFunc(specs, func(s consumer.Spec) bool {
 		return consumer.EffectiveValidate(s.ValidateSignatures, cfg.ValidateSignatures)
 	}) {
@@ -148,6 +165,15 @@ func runHub(c *cobra.Command, e *env) error {
 			log.Warn("closing transport", "err", err)
 		}
 	}()
+	kinds := map[string]string{}
+	for _, s := range specs {
+		kinds[s.Name] = s.Kind
+	}
+	stopMonitor, err := startMonitor(cfg, log, hubMonitor(hub, kinds)) // moksha.monitoring.socket
+	if err != nil {
+		return err
+	}
+	defer stopMonitor()
 	validates := hub.Validates()
 	for _, s := range specs {
 		log.Info("consumer", "consumer", s.Name, "kind", s.Kind, "topics", s.Topics, "validate_signatures", validates[s.Name])

@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
 )
 
@@ -56,7 +58,6 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 	if err != nil || done {
 		return err
 	}
-	cfg.Active = true // fedmsg-logger always publishes through the relay
 	if c.Flags().Changed("cert-prefix") || cfg.CertPrefix == "" {
 		cfg.CertPrefix = f.certPrefix
 	}
@@ -64,7 +65,14 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 	if err != nil {
 		return usage(err)
 	}
-	ctx := c.Context()
+	return publishActive(c.Context(), cfg, log, f.topic, f.modname, bodies)
+}
+
+// publishActive publishes each of bodies on <topic_prefix>.<environment>.
+// <modname>.<topic> through the relay at relay_inbound, as fedmsg-logger
+// and fedmsg-announce do; a signal ends it at once with a clean exit.
+func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, topic, modname string, bodies func(func(loggerBody) bool)) error {
+	cfg.Active = true // these commands always publish through the relay
 	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
 	if err != nil {
 		return failure(err)
@@ -79,7 +87,7 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 	}()
 	// stdin may block forever; a signal must still end the command at once.
 	errc := make(chan error, 1)
-	go func() { errc <- publishBodies(ctx, fc, bodies, f) }()
+	go func() { errc <- publishBodies(ctx, fc, bodies, topic, modname) }()
 	select {
 	case err := <-errc:
 		return err
@@ -88,12 +96,12 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 	}
 }
 
-func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(loggerBody) bool), f loggerFlags) error {
+func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(loggerBody) bool), topic, modname string) error {
 	for body := range bodies {
 		if body.err != nil {
 			return usage(body.err)
 		}
-		if err := fc.Publish(ctx, f.topic, f.modname, body.msg); err != nil {
+		if err := fc.Publish(ctx, topic, modname, body.msg); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

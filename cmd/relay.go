@@ -37,6 +37,12 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 			if err != nil {
 				return failure(err)
 			}
+			// On an error the relay's sockets go with the process, which ends now.
+			stopMonitor, err := startMonitor(cfg, log, relayMonitor(r.Stats())) // moksha.monitoring.socket
+			if err != nil {
+				return err
+			}
+			defer stopMonitor()
 			log.Info("relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "high_water_mark", cfg.HighWaterMark)
 			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
 			err = r.Run(c.Context())

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -30,21 +32,27 @@ const (
 
 // aliases maps fedmsg's old command names to subcommands.
 var aliases = map[string]string{
-	"fedmsg-relay":  "relay",
-	"fedmsg-logger": "logger",
-	"fedmsg-tail":   "tail",
-	"fedmsg-config": "config",
-	"fedmsg-hub":    "hub",
-
-	"fedmsg-gateway": "gateway",
-
+	"fedmsg-announce":      "announce",
+	"fedmsg-check":         "check",
+	"fedmsg-collectd":      "collectd",
+	"fedmsg-config":        "config",
+	"fedmsg-dg-replay":     "dg-replay",
+	"fedmsg-gateway":       "gateway",
+	"fedmsg-hub":           "hub",
+	"fedmsg-logger":        "logger",
+	"fedmsg-relay":         "relay",
 	"fedmsg-signing-relay": "signing-relay",
+	"fedmsg-tail":          "tail",
+	"fedmsg-trigger":       "trigger",
 }
 
 // exitError carries an exit code out of a subcommand.
 type exitError struct {
 	code int
 	err  error
+	// noHint: an exit status fedmsg gives that is not misuse (dg-replay's
+	// 2 for a failed request), so no pointer to --help.
+	noHint bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -99,7 +107,7 @@ func run(ctx context.Context, e *env, args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		fmt.Fprintf(e.stderr, "fedmsg: %v\n", ee.err)
-		if ee.code == exitUsage {
+		if ee.code == exitUsage && !ee.noHint {
 			fmt.Fprintln(e.stderr, "Run 'fedmsg --help' for usage.")
 		}
 		return ee.code
@@ -117,8 +125,8 @@ func newRoot(e *env) *cobra.Command {
 		Long: `fedmsg is a Go implementation of the fedmsg federated message bus.
 
 It speaks fedmsg's ZeroMQ wire format byte for byte and reads fedmsg's
-configuration keys. Linked as fedmsg-relay, fedmsg-logger, fedmsg-tail, fedmsg-hub,
-fedmsg-gateway or fedmsg-config it runs that command.
+configuration keys. Linked (or copied) under one of fedmsg's old command
+names, ` + aliasList() + `, it runs that command.
 
 Configuration is read, later wins, from built-in defaults, /etc/fedmsg.d/,
 ~/.fedmsg.d/, ./fedmsg.d/ (*.yaml, *.yml, *.toml, *.json in name order),
@@ -129,15 +137,32 @@ environment variables, then flags.`,
 		// A bare "fedmsg" is misuse: say so and show what there is.
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usage(errors.New("a command is required: relay, signing-relay, bridge, hub, gateway, logger, tail, replay, config, verify or sign"))
+			var names []string
+			for _, sub := range c.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return usage(fmt.Errorf("a command is required: one of %s", strings.Join(names, ", ")))
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	addCommonFlags(root.PersistentFlags())
-	root.AddCommand(newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newHubCmd(e), newGatewayCmd(e), newLoggerCmd(e), newTailCmd(e),
-		newReplayCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
+	root.AddCommand(
+		// daemons
+		newRelayCmd(e), newSigningRelayCmd(e), newBridgeCmd(e), newHubCmd(e), newGatewayCmd(e),
+		// publishing and listening
+		newLoggerCmd(e), newAnnounceCmd(e), newTailCmd(e), newTriggerCmd(e), newReplayCmd(e), newDgReplayCmd(e),
+		// operating
+		newCheckCmd(e), newCollectdCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
 	return root
+}
+
+// aliasList is the old command names, for the help text.
+func aliasList() string {
+	names := slices.Sorted(maps.Keys(aliases))
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // flagKeys maps flags whose names differ from their config key.

@@ -8,6 +8,7 @@ import (
 	"regexp"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/message"
@@ -54,9 +55,7 @@ each once; a failed query is logged and the message printed anyway.`,
 		},
 	}
 	fs := c.Flags()
-	fs.StringArrayVar(&f.topics, "topic", nil, "subscribe to topics matching `PATTERN`: a prefix, or a glob with * ? [...] (repeatable; default everything)")
-	fs.StringVar(&f.exclude, "exclude", "_heartbeat", "skip topics matching this `REGEXP`")
-	fs.StringVar(&f.include, "include", "", "print only topics matching this `REGEXP` (default all)")
+	addTopicFlags(fs, &f.topics, &f.exclude, &f.include, "print only")
 	fs.BoolVar(&f.reallyPretty, "really-pretty", false, "indented, credentials stripped, coloured when stdout is a terminal")
 	fs.BoolVar(&f.json, "json", false, "print each received body verbatim, one per line")
 	fs.IntVar(&f.count, "count", 0, "exit after `N` messages (0: run until interrupted)")
@@ -75,11 +74,7 @@ func runTail(c *cobra.Command, e *env, f tailFlags) error {
 	if f.count < 0 {
 		return usage(fmt.Errorf("--count must be >= 0, got %d", f.count))
 	}
-	exclude, err := optionalRegexp("--exclude", f.exclude)
-	if err != nil {
-		return err
-	}
-	include, err := optionalRegexp("--include", f.include)
+	filter, err := newTopicFilter(f.exclude, f.include)
 	if err != nil {
 		return err
 	}
@@ -105,7 +100,7 @@ func runTail(c *cobra.Command, e *env, f tailFlags) error {
 		if err != nil {
 			return failure(err)
 		}
-		if exclude != nil && exclude.MatchString(m.Topic) || include != nil && !include.MatchString(m.Topic) {
+		if !filter.keep(m.Topic) {
 			continue
 		}
 		if err := printMessage(e.stdout, m, f, colour); err != nil {
@@ -117,6 +112,36 @@ func runTail(c *cobra.Command, e *env, f tailFlags) error {
 		}
 	}
 	return nil // interrupted
+}
+
+// addTopicFlags adds the subscription and topic filters tail and trigger
+// share: --topic, --exclude (default _heartbeat) and --include; only says
+// what happens to an --include match ("print only").
+func addTopicFlags(fs *pflag.FlagSet, topics *[]string, exclude, include *string, only string) {
+	fs.StringArrayVar(topics, "topic", nil, "subscribe to topics matching `PATTERN`: a prefix, or a glob with * ? [...] (repeatable; default everything)")
+	fs.StringVar(exclude, "exclude", "_heartbeat", "skip topics matching this `REGEXP`")
+	fs.StringVar(include, "include", "", only+" topics matching this `REGEXP` (default all)")
+}
+
+// topicFilter is --exclude and --include: a topic is skipped when exclude
+// matches somewhere in it or include matches nowhere (a regexp search, as
+// fedmsg-tail does).
+type topicFilter struct{ exclude, include *regexp.Regexp }
+
+func newTopicFilter(exclude, include string) (topicFilter, error) {
+	ex, err := optionalRegexp("--exclude", exclude)
+	if err != nil {
+		return topicFilter{}, err
+	}
+	in, err := optionalRegexp("--include", include)
+	if err != nil {
+		return topicFilter{}, err
+	}
+	return topicFilter{exclude: ex, include: in}, nil
+}
+
+func (f topicFilter) keep(topic string) bool {
+	return (f.exclude == nil || !f.exclude.MatchString(topic)) && (f.include == nil || f.include.MatchString(topic))
 }
 
 func optionalRegexp(flag, expr string) (*regexp.Regexp, error) {

@@ -43,6 +43,22 @@ type Options struct {
 	// Run's ctx ended (default DefaultShutdownGrace); its handler's ctx is
 	// cancelled then.
 	ShutdownGrace time.Duration
+
+	// StatusDirectory is status_directory: when set, each consumer's
+	// status file is kept under it (status.go, spec §8.4).
+	StatusDirectory string
+	// ProcessName is the folder under StatusDirectory (default
+	// DefaultProcessName, "fedmsg-hub").
+	ProcessName string
+	// Archive, with StatusDirectory, is where each consumer's backlog is
+	// fetched from at start-up (datagrepper_url; backlog.go).
+	Archive Archive
+	// SkipLastMessage is skip_last_message: the backlog's first message is
+	// skipped too.
+	SkipLastMessage bool
+	// BacklogRetry and BacklogMaxRetry pace retries of a failing archive
+	// (defaults DefaultBacklogRetry, DefaultBacklogMaxRetry).
+	BacklogRetry, BacklogMaxRetry time.Duration
 }
 
 // Stats are one consumer's counters.
@@ -73,6 +89,9 @@ type runner struct {
 	received, handled, failed atomic.Uint64
 	mu                        sync.Mutex
 	rejected                  map[string]uint64
+	act                       activity // for the monitoring report (monitor.go)
+
+	status *statusFile // nil without status_directory (status.go)
 }
 
 type job struct {
@@ -111,6 +130,9 @@ func New(consumers []Consumer, o Options) (*Hub, error) {
 			v: o.Validator, log: log.With("consumer", c.Name), rejected: map[string]uint64{}}
 		if r.validate && o.Validator == nil {
 			return nil, fmt.Errorf("%w (consumer %q)", ErrNoValidator, c.Name)
+		}
+		if err := h.attachStatus(r); err != nil {
+			return nil, err
 		}
 		for _, t := range c.Topics {
 			if t == "" || t == "*" {
@@ -218,7 +240,11 @@ func (h *Hub) Run(ctx context.Context, t transport.Transport) error {
 			r.work(ctx, hctx)
 		}()
 	}
+	h.setInitialized(true)
+	stopBacklogs := h.startBacklogs(ctx) // alongside live traffic (backlog.go)
 	runErr := h.read(ctx, ch)
+	stopBacklogs()
+	h.setInitialized(false)
 	for _, r := range h.runners {
 		close(r.jobs)
 	}
@@ -253,6 +279,7 @@ func (h *Hub) read(ctx context.Context, ch <-chan *transport.Delivery) error {
 		}
 		s := &settlement{d: d, pending: len(targets), log: h.log}
 		for i, r := range targets {
+			r.act.queued() // before the send: the worker may take it at once
 			select {
 			case r.jobs <- job{d: d, s: s}:
 			case <-ctx.Done():
@@ -273,13 +300,14 @@ func (r *runner) work(ctx, hctx context.Context) {
 			j.s.done(ctx, errShutdown)
 			continue
 		}
-		j.s.done(ctx, r.handle(hctx, j.d))
+		j.s.done(ctx, r.handleTimed(hctx, j.d))
 	}
 }
 
 // handle is spec §8.3 for one delivery: the error is the handler's (a
 // rejected message returns nil, it is acknowledged).
 func (r *runner) handle(ctx context.Context, d *transport.Delivery) error {
+	defer r.status.handled(d)
 	r.received.Add(1)
 	m, reason, err := r.prepare(ctx, d)
 	if reason != "" {
@@ -289,7 +317,10 @@ func (r *runner) handle(ctx context.Context, d *transport.Delivery) error {
 		r.log.Warn("rejected message", "topic", d.Message.Topic, "source", d.Source, "msg_id", msgID(m), "reason", reason, "err", err)
 		return nil
 	}
-	if err := r.call(ctx, m); err != nil {
+	r.status.pre(m)
+	err = r.call(ctx, m)
+	r.status.post(m)
+	if err != nil {
 		r.failed.Add(1)
 		r.log.Warn("handler failed", "topic", m.Topic, "msg_id", msgID(m), "err", err)
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -294,15 +295,46 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	}
 }
 
+// TestHelpForEveryCommand: every command the bare `fedmsg` lists has
+// help, and every flag of it says what it does.
 func TestHelpForEveryCommand(t *testing.T) {
 	b := newBus(t)
-	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"logger", "--help"}, {"tail", "--help"}, {"gateway", "--help"}, {"config", "--help"}} {
+	_, errOut, code := b.run("")
+	_, list, found := strings.Cut(strings.SplitN(errOut, "\n", 2)[0], "a command is required: one of ")
+	if code != 2 || !found {
+		t.Fatalf("bare fedmsg exited %d: %q, want 2 and the list of commands", code, errOut)
+	}
+	commands := strings.Split(list, ", ")
+	if len(commands) < 16 {
+		t.Fatalf("bare fedmsg lists %d commands (%s), want at least 16", len(commands), list)
+	}
+	// A flag line: "  -c, --flag type   what it does".
+	flagLine := regexp.MustCompile(`^\s+(-\w, )?--[\w.-]+(\[=[^\]]*\])?( \S+)?\s{2,}\S`)
+	for _, cmd := range append([][]string{{"--help"}}, func() (all [][]string) {
+		for _, c := range commands {
+			all = append(all, []string{c, "--help"})
+		}
+		return
+	}()...) {
 		out, errOut, code := b.run("", cmd...)
 		if code != 0 {
 			t.Errorf("fedmsg %v exited %d: %s", cmd, code, errOut)
 		}
 		if !strings.Contains(out, "Usage:") || !strings.Contains(out, "--config") {
 			t.Errorf("fedmsg %v: help lacks usage or --config:\n%s", cmd, out)
+		}
+		inFlags := false
+		for _, line := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasSuffix(line, "Flags:"):
+				inFlags = true
+				continue
+			case strings.TrimSpace(line) == "":
+				inFlags = false
+			}
+			if inFlags && strings.HasPrefix(strings.TrimSpace(line), "-") && !flagLine.MatchString(line) {
+				t.Errorf("fedmsg %v: a flag without help: %q", cmd, line)
+			}
 		}
 	}
 }

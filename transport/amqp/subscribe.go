@@ -447,7 +447,11 @@ func (c *consumer) dispatch(ch *amqp091.Channel, source string, d *amqp091.Deliv
 			targets = append(targets, s)
 		}
 	}
+	stopped := c.stopped
 	c.mu.Unlock()
+	if stopped {
+		return false // nobody left to take it: the channel's close requeues it
+	}
 	if len(targets) == 0 {
 		// Bound by a superset key (or by an earlier subscription of a
 		// named queue): not for anyone here.

@@ -582,12 +582,12 @@ func startBridge(b *testing.B, pubAddr, sink string) *bridgeProc {
 	// relay_inbound): replacing relay_outbound leaves only pubAddr.
 	cfg := filepath.Join(dir, "bridge.yaml")
 	yaml := fmt.Sprintf(`high_water_mark: 0
-transports:
+%stransports:
   bus: {kind: zmq, endpoints: {relay_outbound: [%s]}}
   sink: %s
 routes:
   - {name: bench, from: bus, to: sink}
-`, pubAddr, sink)
+`, bridgeSection(), pubAddr, sink)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -632,6 +632,15 @@ routes:
 		}
 	})
 	return p
+}
+
+// bridgeSection is the bridge: section of the benchmark's configuration:
+// BRIDGE_MAX_BATCH sets max_batch, to compare.
+func bridgeSection() string {
+	if v := os.Getenv("BRIDGE_MAX_BATCH"); v != "" {
+		return "bridge: {max_batch: " + v + "}\n"
+	}
+	return ""
 }
 
 func (p *bridgeProc) checkRunning(b *testing.B) {

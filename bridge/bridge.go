@@ -25,8 +25,11 @@
 //     suppresses msg_ids already forwarded. See loop.go.
 //
 // A route takes its deliveries in order and publishes them in batches of
-// what is already waiting (up to Options.MaxBatch), one batch at a time,
-// so a source's order is kept while the sink's confirmations overlap.
+// what is already waiting, so a source's order is kept while the sink's
+// confirmations overlap. To a sink that confirms later (a
+// transport.Sender: AMQP) batches go out as they form, while fewer than
+// Options.MaxBatch messages are unconfirmed; to any other sink one batch
+// of up to Options.MaxBatch is published at a time. See flight.
 package bridge
 
 import (
@@ -112,11 +115,11 @@ type Options struct {
 	// forwarded; a msg_id seen again within it is not forwarded (counted
 	// "duplicate"). 0 means DefaultDedupWindow, negative disables it.
 	DedupWindow int
-	// MaxBatch is how many messages a route publishes at once, taken
-	// from what its source has already delivered: the most messages in
-	// flight to the sink, and the most a failed publish hands back or
-	// sends twice. 0 means DefaultMaxBatch; 1 waits for each message's
-	// confirmation before taking the next.
+	// MaxBatch is the most messages a route has in flight to its sink
+	// (sent, not yet confirmed), taken from what its source has already
+	// delivered, and so the most a failed sink hands back or sends twice.
+	// 0 means DefaultMaxBatch; 1 waits for each message's confirmation
+	// before taking the next.
 	MaxBatch int
 }
 
@@ -339,7 +342,9 @@ func (b *Bridge) Stats() []RouteStats {
 }
 
 func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.Delivery) error {
-	batch := make([]outgoing, 0, b.opts.MaxBatch)
+	f := newFlight(r.dst)
+	// Whatever way the route ends, what it sent is settled first.
+	defer f.drain(b, ctx, r)
 	for {
 		// A stop request wins over a waiting delivery, so Close is not
 		// delayed by a busy source.
@@ -350,27 +355,47 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 			return nil
 		default:
 		}
+		room := b.opts.MaxBatch - f.messages
+		if room <= 0 {
+			// As many messages in flight as allowed: only a
+			// confirmation lets the route go on.
+			select {
+			case <-b.stop:
+				return nil
+			case <-ctx.Done():
+				return nil
+			case <-f.oldestDone():
+				if err := f.settleOldest(b, ctx, r); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		var first *transport.Delivery
 		select {
 		case <-b.stop:
 			return nil
 		case <-ctx.Done():
 			return nil
+		case <-f.oldestDone():
+			if err := f.settleOldest(b, ctx, r); err != nil {
+				return err
+			}
+			continue
 		case d, ok := <-src:
 			if !ok {
 				return b.sourceEnded(ctx, r)
 			}
 			first = d
 		}
-		batch = b.take(ctx, r, first, batch[:0])
+		batch := b.take(ctx, r, first, f.newBatch(b.opts.MaxBatch))
 		// Then whatever else is already waiting, without waiting for
 		// more: at a low rate a batch is one message and nothing is
-		// delayed; under load batches grow to MaxBatch and the sink's
-		// confirmations of a batch overlap instead of each costing a
-		// round trip.
+		// delayed; under load batches grow and the sink's
+		// confirmations overlap instead of each costing a round trip.
 		ended := false
 	fill:
-		for taken := 1; taken < b.opts.MaxBatch; taken++ {
+		for taken := 1; taken < room; taken++ {
 			select {
 			case d, ok := <-src:
 				if !ok {
@@ -383,7 +408,7 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 			}
 		}
 		if len(batch) > 0 {
-			if err := b.publish(ctx, r, batch); err != nil {
+			if err := f.send(b, ctx, r, batch); err != nil {
 				return err
 			}
 		}
@@ -391,6 +416,114 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 			return b.sourceEnded(ctx, r)
 		}
 	}
+}
+
+// flight is a route's batches sent to the sink and not yet settled.
+//
+// A sink that is a transport.Sender (AMQP with confirms) takes a batch and
+// confirms it later: the route sends what is waiting as soon as it comes,
+// while fewer than Options.MaxBatch messages are unconfirmed, and settles
+// each batch, in order, when its confirmation comes. The broker always has
+// work and a message never waits for an earlier batch's round trip. With
+// any other sink a batch is published and settled before the next.
+type flight struct {
+	sender   transport.Sender // nil: Publish one batch at a time
+	batches  []sentBatch      // oldest first
+	messages int              // in all of batches
+	reuse    []outgoing       // the batch buffer, when batches are settled at once
+}
+
+type sentBatch struct {
+	batch   []outgoing
+	pending *transport.Pending
+}
+
+func newFlight(sink transport.Transport) *flight {
+	f := &flight{}
+	f.sender, _ = sink.(transport.Sender)
+	return f
+}
+
+// newBatch returns an empty batch to fill: a new one when batches stay in
+// flight, else the same buffer every time.
+func (f *flight) newBatch(capacity int) []outgoing {
+	if f.sender != nil {
+		return make([]outgoing, 0, min(capacity, 16))
+	}
+	if f.reuse == nil {
+		f.reuse = make([]outgoing, 0, capacity)
+	}
+	return f.reuse[:0]
+}
+
+// oldestDone is closed when the oldest batch's outcome is known; nil
+// (never ready in a select) when nothing is in flight.
+func (f *flight) oldestDone() <-chan struct{} {
+	if len(f.batches) == 0 {
+		return nil
+	}
+	return f.batches[0].pending.Done()
+}
+
+// send sends batch: into flight with a Sender, else published and
+// settled at once. Only a condition that ends the route is returned.
+func (f *flight) send(b *Bridge, ctx context.Context, r *route, batch []outgoing) error {
+	if f.sender == nil {
+		return b.publish(ctx, r, batch)
+	}
+	p, err := f.sender.Send(ctx, messagesOf(batch)...)
+	if err != nil && len(batch) > 1 && (errors.Is(err, transport.ErrBadMessage) || errors.Is(err, transport.ErrPermanent)) {
+		// One message spoiled the batch before it was sent: send them
+		// one by one now, so that only that one is dropped and the
+		// others keep their place in the sink's stream (settle's
+		// one-by-one Publish would come after later batches).
+		for i := range batch {
+			if err := f.send(b, ctx, r, batch[i:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		if len(f.batches) == 0 {
+			return b.settle(ctx, r, batch, err)
+		}
+		// Earlier batches are still in flight: this outcome waits its
+		// turn, so deliveries are settled in source order and a retry's
+		// pause does not hold back the settling of batches before it.
+		p = transport.NewPending()
+		p.Resolve(err)
+	}
+	f.batches = append(f.batches, sentBatch{batch: batch, pending: p})
+	f.messages += len(batch)
+	return nil
+}
+
+// settleOldest settles the oldest batch by its (known) outcome.
+func (f *flight) settleOldest(b *Bridge, ctx context.Context, r *route) error {
+	sb := f.batches[0]
+	f.batches[0] = sentBatch{}
+	f.batches = f.batches[1:]
+	f.messages -= len(sb.batch)
+	return b.settle(ctx, r, sb.batch, sb.pending.Err())
+}
+
+// drain settles every batch in flight, waiting for the outcomes: the
+// sink gives up on the confirmations when ctx ends, and those messages
+// are then handed back.
+func (f *flight) drain(b *Bridge, ctx context.Context, r *route) {
+	for len(f.batches) > 0 {
+		<-f.oldestDone()
+		_ = f.settleOldest(b, ctx, r)
+	}
+}
+
+func messagesOf(batch []outgoing) []*transport.Message {
+	msgs := make([]*transport.Message, len(batch))
+	for i, o := range batch {
+		msgs[i] = o.msg
+	}
+	return msgs
 }
 
 func (b *Bridge) sourceEnded(ctx context.Context, r *route) error {
@@ -503,11 +636,12 @@ func (b *Bridge) take(ctx context.Context, r *route, d *transport.Delivery, batc
 // settles every delivery by the outcome. Only a condition that ends the
 // route is returned.
 func (b *Bridge) publish(ctx context.Context, r *route, batch []outgoing) error {
-	msgs := make([]*transport.Message, len(batch))
-	for i, o := range batch {
-		msgs[i] = o.msg
-	}
-	err := r.dst.Publish(ctx, msgs...)
+	return b.settle(ctx, r, batch, r.dst.Publish(ctx, messagesOf(batch)...))
+}
+
+// settle settles every delivery of batch by err, the outcome of publishing
+// it. Only a condition that ends the route is returned.
+func (b *Bridge) settle(ctx context.Context, r *route, batch []outgoing, err error) error {
 	if len(batch) > 1 && (errors.Is(err, transport.ErrBadMessage) || errors.Is(err, transport.ErrPermanent)) {
 		// One message spoiled the batch: publish them one by one, so
 		// that only that one is dropped. Any the sink had accepted

@@ -104,3 +104,60 @@ func (d *Delivery) Nack(ctx context.Context, cause error) error {
 	})
 	return d.err
 }
+
+// Sender is implemented by transports whose Publish is a send followed by
+// a wait for the broker's confirmation (AMQP with publisher confirms).
+// Publish costs the caller one round trip per call; with Send a caller
+// keeps several batches in flight and settles each as its confirmation
+// comes, which is how a bridge route keeps a broker busy.
+type Sender interface {
+	// Send hands msgs to the connection, in order and after the messages
+	// of earlier Send calls, and returns once they are sent. The Pending
+	// completes with what Publish would have returned for them: nil once
+	// the broker confirmed every one. Confirmation is awaited within ctx,
+	// which must outlive the Pending. After a connection loss the
+	// unconfirmed messages are sent again, in the order of their Send
+	// calls, before any later Send's messages.
+	Send(ctx context.Context, msgs ...*Message) (*Pending, error)
+}
+
+// Pending is the outcome of a Send, once it is known.
+type Pending struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+// NewPending returns an unresolved Pending, for a Sender to Resolve.
+func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// Resolve completes p with err. Only the first call counts.
+func (p *Pending) Resolve(err error) {
+	p.once.Do(func() {
+		p.err = err
+		close(p.done)
+	})
+}
+
+// Done is closed once the outcome is known.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Err is the outcome; nil until Done is closed.
+func (p *Pending) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Wait returns the outcome, or ctx's error if ctx ends first.
+func (p *Pending) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

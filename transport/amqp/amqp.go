@@ -135,7 +135,12 @@ type Transport struct {
 	lastErr error         // why the last connection attempt or connection failed
 	shared  *consumer     // the named queue's consumer (Options.Queue)
 
+	// sendMu orders Send calls; lastSent is the latest Send's batch.
+	sendMu   sync.Mutex
+	lastSent *sentBatch
+
 	fmCounter atomic.Int64 // "i" of envelopes built from plain fedora-messaging messages
+	ops       opsState     // connection count and publish observer, for monitoring (ops.go)
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -143,6 +148,7 @@ var _ transport.Transport = (*Transport)(nil)
 // session is one AMQP connection and its publishing channel.
 type session struct {
 	conn      *amqp091.Connection
+	wire      *coalescingConn  // under conn (and under TLS): batches writes
 	pub       *amqp091.Channel // in confirm mode
 	url       string           // redacted
 	connLost  chan *amqp091.Error
@@ -246,6 +252,7 @@ func (t *Transport) run() {
 		}
 		failedInRound, rounds = 0, 0
 		t.log.Info("amqp: connected", "url", u.redacted)
+		t.ops.connected()
 		t.mu.Lock()
 		t.sess = s
 		close(t.up)
@@ -309,6 +316,7 @@ func (t *Transport) connect(u brokerURL) (*session, error) {
 	// The dial follows the transport's life, and so does the handshake:
 	// Close must not wait for a broker that accepted TCP and went silent.
 	var stopWatch func() bool
+	var wire *coalescingConn
 	cfg.Dial = func(network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: dialTimeout}
 		c, err := d.DialContext(t.life, network, addr)
@@ -320,7 +328,8 @@ func (t *Transport) connect(u brokerURL) (*session, error) {
 			return nil, err
 		}
 		stopWatch = context.AfterFunc(t.life, func() { c.Close() })
-		return c, nil
+		wire = newCoalescingConn(c)
+		return wire, nil
 	}
 	conn, err := amqp091.DialConfig(u.raw, cfg)
 	if stopWatch != nil {
@@ -345,6 +354,7 @@ func (t *Transport) connect(u brokerURL) (*session, error) {
 	}
 	return &session{
 		conn:     conn,
+		wire:     wire,
 		pub:      pub,
 		url:      u.redacted,
 		connLost: conn.NotifyClose(make(chan *amqp091.Error, 1)),
@@ -407,27 +417,45 @@ var errLost = errors.New("amqp: connection lost before the broker confirmed")
 // Publish sends msgs in order and returns once the broker confirmed them
 // all (see the package comment).
 func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) error {
+	pubs, err := t.begin(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	defer t.inflight.Done()
+	return t.ops.timed(time.Now(), len(msgs), t.publishAll(ctx, msgs, pubs))
+}
+
+// begin checks msgs and maps them to their AMQP form, and counts the call
+// as in flight (the caller calls t.inflight.Done) unless it fails.
+func (t *Transport) begin(ctx context.Context, msgs []*transport.Message) ([]amqp091.Publishing, error) {
 	for i, m := range msgs {
 		if err := checkMessage(m); err != nil {
-			return fmt.Errorf("amqp: publish: message %d: %w", i, err)
+			return nil, fmt.Errorf("amqp: publish: message %d: %w", i, err)
 		}
 	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return fmt.Errorf("amqp: publish: %w", transport.ErrClosed)
+		return nil, fmt.Errorf("amqp: publish: %w", transport.ErrClosed)
 	}
 	// Counted under the lock Close takes, so Close's wait sees every call.
 	t.inflight.Add(1)
 	t.mu.Unlock()
-	defer t.inflight.Done()
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("amqp: publish: %w", err)
+		t.inflight.Done()
+		return nil, fmt.Errorf("amqp: publish: %w", err)
 	}
 	pubs, err := t.publishings(msgs)
 	if err != nil {
-		return err
+		t.inflight.Done()
+		return nil, err
 	}
+	return pubs, nil
+}
+
+// publishAll sends msgs on whichever connection is live until the broker
+// confirmed them all, sending the unconfirmed ones again after a loss.
+func (t *Transport) publishAll(ctx context.Context, msgs []*transport.Message, pubs []amqp091.Publishing) error {
 	pending := msgs
 	for len(pending) > 0 {
 		s, err := t.waitSession(ctx, "publish")
@@ -448,6 +476,88 @@ func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) err
 		t.log.Debug("amqp: connection lost while publishing; sending again", "unconfirmed", len(pending))
 	}
 	return nil
+}
+
+var _ transport.Sender = (*Transport)(nil)
+
+// sentBatch is one Send's messages on the session they went out on.
+type sentBatch struct {
+	*transport.Pending
+	sess *session
+	// prev is the batch sent before this one, until this one resolves:
+	// after a loss this one is sent again only once prev has been.
+	prev *sentBatch
+}
+
+// Send implements transport.Sender: Publish's send, with the wait for
+// the confirms in a goroutine of its own that resolves the Pending.
+func (t *Transport) Send(ctx context.Context, msgs ...*transport.Message) (*transport.Pending, error) {
+	pubs, err := t.begin(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	t.sendMu.Lock()
+	defer t.sendMu.Unlock()
+	s, err := t.sessionInOrder(ctx)
+	if err != nil {
+		t.inflight.Done()
+		return nil, err
+	}
+	start := time.Now()
+	confirms, sendErr := t.sendOn(s, msgs, pubs)
+	b := &sentBatch{Pending: transport.NewPending(), sess: s, prev: t.lastSent}
+	t.lastSent = b
+	go func() {
+		defer t.inflight.Done()
+		b.Resolve(t.ops.timed(start, len(msgs), t.settleSent(ctx, b, msgs, pubs, confirms, sendErr)))
+		b.prev = nil // let the chain of resolved batches go
+	}()
+	return b.Pending, nil
+}
+
+// sessionInOrder returns the live session once no batch sent on an
+// earlier session is still unresolved: those are sent again first, so
+// that a loss does not let later messages overtake them.
+func (t *Transport) sessionInOrder(ctx context.Context) (*session, error) {
+	for {
+		s, err := t.waitSession(ctx, "publish")
+		if err != nil {
+			return nil, err
+		}
+		last := t.lastSent
+		if last == nil || last.sess == s {
+			return s, nil
+		}
+		select {
+		case <-last.Done():
+			return s, nil
+		case <-t.closing:
+			return nil, fmt.Errorf("amqp: publish: %w", transport.ErrClosed)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("amqp: publish: waiting for earlier messages to be sent again: %w", ctx.Err())
+		}
+	}
+}
+
+// settleSent awaits the confirms of a Send's batch and, after a loss,
+// sends the unconfirmed rest again once the batch before it was.
+func (t *Transport) settleSent(ctx context.Context, b *sentBatch, msgs []*transport.Message, pubs []amqp091.Publishing, confirms []*amqp091.DeferredConfirmation, sendErr error) error {
+	n, err := t.awaitConfirms(ctx, b.sess, msgs, confirms, sendErr)
+	if err == nil || !errors.Is(err, errLost) {
+		return err
+	}
+	if b.prev != nil {
+		select {
+		case <-b.prev.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("amqp: publish: %d message(s) not confirmed: %w", len(msgs)-n, ctx.Err())
+		}
+	}
+	if t.isClosing() {
+		return fmt.Errorf("amqp: publish: %d message(s) not confirmed: %w", len(msgs)-n, transport.ErrClosed)
+	}
+	t.log.Debug("amqp: connection lost while publishing; sending again", "unconfirmed", len(msgs)-n)
+	return t.publishAll(ctx, msgs[n:], pubs[n:])
 }
 
 func (t *Transport) isClosing() bool {
@@ -481,16 +591,33 @@ func checkMessage(m *transport.Message) error {
 // publishOn sends msgs on s and then awaits their confirms; n counts the
 // leading messages confirmed. errLost means the rest may be sent again.
 func (t *Transport) publishOn(ctx context.Context, s *session, msgs []*transport.Message, pubs []amqp091.Publishing) (n int, err error) {
+	confirms, sendErr := t.sendOn(s, msgs, pubs)
+	return t.awaitConfirms(ctx, s, msgs, confirms, sendErr)
+}
+
+// sendOn sends msgs on s, stopping at the first that cannot be sent, and
+// returns the confirmations to await.
+func (t *Transport) sendOn(s *session, msgs []*transport.Message, pubs []amqp091.Publishing) ([]*amqp091.DeferredConfirmation, error) {
 	confirms := make([]*amqp091.DeferredConfirmation, 0, len(msgs))
-	var sendErr error
+	// The batch goes to the kernel in one write (see coalescingConn). A
+	// failed write closes the connection, so its confirms fail as a
+	// loss, and the messages are sent again.
+	s.wire.hold()
+	defer s.wire.release()
 	for i, m := range msgs {
 		dc, err := s.pub.PublishWithDeferredConfirm(t.exchange, m.Topic, false, false, pubs[i])
 		if err != nil {
-			sendErr = err
-			break
+			return confirms, err
 		}
 		confirms = append(confirms, dc)
 	}
+	return confirms, nil
+}
+
+// awaitConfirms waits for the confirms of the messages sendOn sent on s;
+// n counts the leading messages confirmed. errLost means the rest may be
+// sent again.
+func (t *Transport) awaitConfirms(ctx context.Context, s *session, msgs []*transport.Message, confirms []*amqp091.DeferredConfirmation, sendErr error) (n int, err error) {
 	for i, dc := range confirms {
 		select {
 		case <-dc.Done():

@@ -5,8 +5,9 @@
 // Tests that need a capability (transport.Capabilities) run only when the
 // transport declares it, and otherwise say so with t.Skipf("capability X
 // not declared"); the broker fault tests also need the Factory's broker
-// hooks and say so when they are missing. No test skips for any other
-// reason.
+// hooks and say so when they are missing. SenderOrdering runs only for a
+// publisher that implements the optional transport.Sender, and says so
+// otherwise. No test skips for any other reason.
 //
 // Every test publishes on topics of its own, under
 // "org.fedoraproject.transporttest.<run>.<test>", and ignores (acking)
@@ -137,6 +138,7 @@ func Run(t *testing.T, f Factory) {
 		{"InvalidPatternRefused", testInvalidPattern},
 		{"BodyVerbatim", testBodyVerbatim},
 		{"Ordering", testOrdering},
+		{"SenderOrdering", testSenderOrdering},
 		{"ConcurrentPublish", testConcurrentPublish},
 		{"CloseBoundedByContext", testCloseBounded},
 		{"SubscribeContextCancel", testSubscribeCancel},
@@ -658,6 +660,64 @@ func testOrdering(t *testing.T, e *env) {
 		if string(d.Message.Body) != string(msgs[i].Body) {
 			t.Fatalf("message %d: got %s, want %s", i, d.Message.Body, msgs[i].Body)
 		}
+	}
+}
+
+// testSenderOrdering: many Sends without waiting for their Pendings (how
+// the bridge pipelines batches) keep one publisher's order, and every
+// Pending completes with nil. transport.Sender is an optional interface,
+// not a capability: a transport without it is not at fault, so the test is
+// skipped, saying so.
+func testSenderOrdering(t *testing.T, e *env) {
+	pub, sub := e.newPair(t)
+	s, ok := pub.(transport.Sender)
+	if !ok {
+		t.Skipf("optional interface transport.Sender not implemented by %T", pub)
+	}
+	needs(t, ordered(pub, sub), "Ordered")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := e.subscribe(t, ctx, pub, sub, e.base+".")
+	const n = 300
+	var msgs []*transport.Message
+	for i := range n {
+		msgs = append(msgs, msg(e.topic([]string{"x", "y.z", "w"}[i%3]), fmt.Sprintf(`{"seq":%d}`, i)))
+	}
+	// The Pendings' ctx outlives them, as the contract asks; Sends run
+	// while the test reads, since a broker may apply flow control.
+	sendCtx, sendCancel := context.WithTimeout(context.Background(), receiveTimeout)
+	defer sendCancel()
+	pendings := make(chan *transport.Pending, n)
+	wait := background(t, "sending", func() error {
+		defer close(pendings)
+		for i := 0; i < n; {
+			k := min(1+i%7, n-i) // calls of 1 to 7 messages
+			p, err := s.Send(sendCtx, msgs[i:i+k]...)
+			if err != nil {
+				return fmt.Errorf("Send of messages %d..%d: %w", i, i+k-1, err)
+			}
+			if p == nil {
+				return fmt.Errorf("Send of messages %d..%d returned a nil Pending", i, i+k-1)
+			}
+			pendings <- p
+			i += k
+		}
+		return nil
+	})
+	for i := range n {
+		d := r.must(t, fmt.Sprintf("message %d of %d", i, n))
+		_ = d.Ack(ctx)
+		if string(d.Message.Body) != string(msgs[i].Body) {
+			t.Fatalf("message %d: got %s, want %s", i, d.Message.Body, msgs[i].Body)
+		}
+	}
+	wait()
+	i := 0
+	for p := range pendings {
+		if err := p.Wait(sendCtx); err != nil {
+			t.Errorf("Pending of Send %d: %v", i, err)
+		}
+		i++
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 const bridgeCloseTimeout = 10 * time.Second
 
 func newBridgeCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	return addMetricsFlag(&cobra.Command{
 		Use:   "bridge --config FILE",
 		Short: "Run the bridge: routes between the ZeroMQ bus and STOMP/AMQP brokers",
 		Long: `Run the bridge gateway. Each --config FILE holds, besides any fedmsg
@@ -43,7 +43,9 @@ name). Per route: topics (fedmsg patterns; none = all), signatures
 (at-most-once, or at-least-once where the source can redeliver and the
 sink confirms). Bodies go through byte for byte. Each route and its
 guarantee is logged at start-up; SIGINT or SIGTERM drain in-flight
-messages and exit 0.
+messages (up to 10s for the sink's confirmations) and exit 0. SIGHUP
+reloads log_level; a changed transport, route or other key is logged as
+needing a restart.
 
 An optional bridge section tunes loop prevention and batching:
 
@@ -57,7 +59,7 @@ An optional bridge section tunes loop prevention and batching:
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runBridge(c, e)
 		},
-	}
+	})
 }
 
 func runBridge(c *cobra.Command, e *env) error {
@@ -67,37 +69,24 @@ func runBridge(c *cobra.Command, e *env) error {
 	if len(files) == 0 {
 		return usage(errors.New("bridge: --config FILE is required: the file that holds transports and routes"))
 	}
-	// The bridge files hold keys fedmsg does not know (transports, routes):
-	// load the rest of the configuration without them, then apply each
-	// file's fedmsg keys on top.
-	cfg, err := config.Load(config.Sources{Environ: e.environ, Flags: c.Flags(), FlagKeys: flagKeys})
+	cfg, raw, err := loadBridgeConfig(c, e, files)
 	if err != nil {
 		return usage(err)
-	}
-	raw := map[string]any{}
-	for _, f := range files {
-		m, err := config.ReadFile(f)
-		if err != nil {
-			return usage(err)
-		}
-		for _, key := range []string{"transports", "routes", "bridge"} {
-			if v, ok := m[key]; ok {
-				raw[key] = mergeBridgeKey(raw[key], v)
-				delete(m, key)
-			}
-		}
-		if cfg, err = cfg.Overlay(f, m); err != nil {
-			return usage(err)
-		}
 	}
 	if cfg.PrintConfig {
 		return failure(printJSON(e.stdout, cfg.Redacted()))
 	}
+	e.scrub.addConfig(cfg)
 	log := newLogger(cfg, e.stderr)
 	bc, err := bridge.DecodeConfig(raw)
 	if err != nil {
 		return usage(err)
 	}
+	ops, stopOps, err := startOps(cfg, log) // metrics_addr
+	if err != nil {
+		return err
+	}
+	defer stopOps() // runs last: after the drain and the transports' Close
 
 	ctx := c.Context()
 	opts := bridge.Options{Logger: log}
@@ -119,6 +108,9 @@ func runBridge(c *cobra.Command, e *env) error {
 		}
 	}
 
+	if opts.Validator != nil {
+		ops.AddTrust(opts.Validator) // CA/CRL expiry; readiness
+	}
 	transports := map[string]transport.Transport{}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
@@ -135,28 +127,86 @@ func runBridge(c *cobra.Command, e *env) error {
 		if err != nil {
 			return usage(err)
 		}
+		e.scrub.addConfig(tcfg) // its broker password, stomp_pass
 		t, err := fedmsg.OpenTransport(ctx, tc.Kind, tcfg, log.With("transport", name))
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // SIGTERM while connecting: a clean stop
+			}
 			return usage(fmt.Errorf("bridge: transport %q: %w", name, err))
 		}
 		transports[name] = t
+		watchTransport(ops, name, t)
 	}
 
 	b, err := bridge.New(bc.Routes, transports, opts)
 	if err != nil {
 		return usage(err)
 	}
-	err = b.Run(ctx)
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
-	defer cancel()
-	if cerr := b.Close(closeCtx); cerr != nil {
-		log.Warn("bridge did not drain in time", "err", cerr)
+	ops.AddBridge(b, routeEnds(bc.Routes))
+	// SIGHUP: log_level; transports, routes and the rest need a restart.
+	defer onHangup(ctx, log, reloadBridge(c, e, files, log, cfg, raw))()
+	// A signal does not cancel the routes' work: it closes the bridge,
+	// which stops taking deliveries and waits (bridgeCloseTimeout) for
+	// what it sent to be confirmed and acked. Cancelling would abort
+	// those publishes and hand the messages back: duplicates, not a drain.
+	closeErr := make(chan error, 1)
+	stopClose := context.AfterFunc(ctx, func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
+		defer cancel()
+		log.Info("bridge stopping: draining in-flight messages", "within", bridgeCloseTimeout)
+		closeErr <- b.Close(closeCtx)
+	})
+	ops.SetAlive(true)
+	err = b.Run(context.WithoutCancel(ctx))
+	ops.SetAlive(false)
+	if !stopClose() {
+		if cerr := <-closeErr; cerr != nil {
+			log.Warn("bridge did not drain in time", "err", cerr)
+		}
+	} else {
+		// A route failed: Run returned by itself.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bridgeCloseTimeout)
+		defer cancel()
+		if cerr := b.Close(closeCtx); cerr != nil {
+			log.Warn("bridge did not drain in time", "err", cerr)
+		}
 	}
 	logBridgeStats(log, b)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	// ErrClosed: the signal came before Run began.
+	if err != nil && !errors.Is(err, context.Canceled) && !(ctx.Err() != nil && errors.Is(err, bridge.ErrClosed)) {
 		return failure(fmt.Errorf("bridge: %w", err))
 	}
 	return nil
+}
+
+// loadBridgeConfig reads the configuration and the bridge's own sections
+// (transports, routes, bridge) of files, at start-up and on SIGHUP.
+func loadBridgeConfig(c *cobra.Command, e *env, files []string) (*config.Config, map[string]any, error) {
+	// The bridge files hold keys fedmsg does not know (transports, routes):
+	// load the rest of the configuration without them, then apply each
+	// file's fedmsg keys on top.
+	cfg, err := config.Load(config.Sources{Environ: e.environ, Flags: c.Flags(), FlagKeys: flagKeys})
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := map[string]any{}
+	for _, f := range files {
+		m, err := config.ReadFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, key := range []string{"transports", "routes", "bridge"} {
+			if v, ok := m[key]; ok {
+				raw[key] = mergeBridgeKey(raw[key], v)
+				delete(m, key)
+			}
+		}
+		if cfg, err = cfg.Overlay(f, m); err != nil {
+			return nil, nil, err
+		}
+	}
+	return cfg, raw, nil
 }
 
 // mergeBridgeKey combines the transports (by name) or routes (in order)

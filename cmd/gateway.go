@@ -21,7 +21,7 @@ import (
 )
 
 func newGatewayCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	return addMetricsFlag(&cobra.Command{
 		Use:   "gateway",
 		Short: "Republish the whole bus on fedmsg.consumers.gateway.port for outside listeners",
 		Long: `Run fedmsg-gateway. It subscribes to every topic of every endpoint of the
@@ -34,7 +34,8 @@ malformed input (not two frames, a topic that is not UTF-8, a body that is
 not a JSON object or is over zmq_max_msg_size) is dropped and counted, as
 the relay does. An endpoint that is the gateway's own port on this host is
 not subscribed to, so the gateway never hears its own output. Stops
-cleanly on SIGINT or SIGTERM.`,
+cleanly on SIGINT or SIGTERM; SIGHUP reloads log_level and logs every
+other changed key as needing a restart.`,
 		Example: `  fedmsg gateway
   FEDMSG_FEDMSG_CONSUMERS_GATEWAY_PORT=9941 fedmsg gateway`,
 		Args: cobra.NoArgs,
@@ -43,9 +44,10 @@ cleanly on SIGINT or SIGTERM.`,
 			if err != nil || done {
 				return err
 			}
+			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
 			return runGateway(c.Context(), cfg, log)
 		},
-	}
+	})
 }
 
 func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -73,15 +75,23 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err := o.Validate(); err != nil {
 		return usage(err)
 	}
+	ops, stopOps, err := startOps(cfg, log) // metrics_addr
+	if err != nil {
+		return err
+	}
+	defer stopOps() // after g.close: the sockets are released
 	g, err := openGateway(o, endpoints, port)
 	if err != nil {
 		return failure(err)
 	}
 	defer g.close(o.Linger)
+	ops.AddZMQForwarder("gateway", &g.stats)
 	log.Info("gateway started", "publish", g.pubAddr, "subscribed", endpoints, "skipped_own", skipped,
 		"high_water_mark", o.HighWaterMark)
 	stopReports := reportDrops(ctx, log, "gateway", &g.stats, dropReportInterval)
+	ops.SetAlive(true)
 	err = g.forward(ctx, o.MaxMsgSize, log)
+	ops.SetAlive(false)
 	stopReports()
 	log.Info("gateway stopped", "forwarded", g.stats.Received(), "dropped", g.stats.DroppedTotal(), "dropped_by_reason", g.stats.DroppedByReason())
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 )
 
 func newRelayCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	return addMetricsFlag(&cobra.Command{
 		Use:   "relay",
 		Short: "Run the relay: SUB bound on relay_inbound, PUB bound on endpoints.relay_outbound",
 		Long: `Run fedmsg-relay. Short-lived publishers (fedmsg logger, active mode)
@@ -22,7 +22,8 @@ connect to relay_inbound; the relay forwards every message, both frames
 byte for byte, to the PUB bound on endpoints["relay_outbound"], where
 subscribers connect. Malformed input (not two frames, a topic that is not
 UTF-8, a body that is not a JSON object or is over zmq_max_msg_size) is
-dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
+dropped and counted. Stops cleanly on SIGINT or SIGTERM; SIGHUP reloads
+log_level and logs every other changed key as needing a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, log, done, err := prepare(c, e)
@@ -33,19 +34,28 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 			if len(outbound) == 0 {
 				return usage(errors.New(`endpoints["relay_outbound"] is not set: the relay needs an endpoint to publish on`))
 			}
+			ops, stopOps, err := startOps(cfg, log) // metrics_addr
+			if err != nil {
+				return err
+			}
+			defer stopOps() // after Run: the relay has released its sockets
 			r, err := zmq.NewRelay(fedmsg.ZMQOptions(cfg, log), cfg.RelayInbound, outbound)
 			if err != nil {
 				return failure(err)
 			}
+			ops.AddZMQForwarder("relay", r.Stats())
 			// On an error the relay's sockets go with the process, which ends now.
 			stopMonitor, err := startMonitor(cfg, log, relayMonitor(r.Stats())) // moksha.monitoring.socket
 			if err != nil {
 				return err
 			}
 			defer stopMonitor()
+			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
 			log.Info("relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "high_water_mark", cfg.HighWaterMark)
 			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
+			ops.SetAlive(true)
 			err = r.Run(c.Context())
+			ops.SetAlive(false)
 			stopReports()
 			st := r.Stats()
 			log.Info("relay stopped", "forwarded", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())
@@ -54,7 +64,7 @@ dropped and counted. Stops cleanly on SIGINT or SIGTERM.`,
 			}
 			return nil
 		},
-	}
+	})
 }
 
 // dropReportInterval paces the relay's warnings about malformed input:

@@ -79,6 +79,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	environ        []string
+	// scrub, when set, is stderr: the secrets a command registers with it
+	// never reach the output (reload.go). nil in in-process tests.
+	scrub *scrubber
 }
 
 // Main runs the command line args (args[0] is the program name) and
@@ -86,7 +89,9 @@ type env struct {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: os.Environ()}
+	defer watchShutdown(ctx, stop, stderr)() // the drain is bounded (reload.go)
+	scrub := newScrubber(stderr)
+	e := &env{stdin: stdin, stdout: stdout, stderr: scrub, environ: os.Environ(), scrub: scrub}
 	return run(ctx, e, args)
 }
 
@@ -155,7 +160,7 @@ environment variables, then flags.`,
 		// publishing and listening
 		newLoggerCmd(e), newAnnounceCmd(e), newTailCmd(e), newTriggerCmd(e), newReplayCmd(e), newDgReplayCmd(e),
 		// operating
-		newCheckCmd(e), newCollectdCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e))
+		newCheckCmd(e), newCollectdCmd(e), newConfigCmd(e), newVerifyCmd(e), newSignCmd(e), newBenchCmd(e))
 	return root
 }
 
@@ -205,23 +210,20 @@ func loadConfig(c *cobra.Command, e *env) (*config.Config, error) {
 }
 
 // newLogger builds the command's logger from log_format and log_level.
+// Its level can change later (a SIGHUP reload: setLevel).
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch strings.ToLower(cfg.LogLevel) {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn", "warning":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
+	level, _ := parseLevel(cfg.LogLevel) // an unknown level is info
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
+	var log *slog.Logger
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		log = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	levels.Store(log, lv)
+	return log
 }
 
 // prepare loads the configuration and the logger for a command. With
@@ -235,5 +237,6 @@ func prepare(c *cobra.Command, e *env) (cfg *config.Config, log *slog.Logger, do
 	if cfg.PrintConfig {
 		return cfg, nil, true, failure(printJSON(e.stdout, cfg.Redacted()))
 	}
+	e.scrub.addConfig(cfg)
 	return cfg, newLogger(cfg, e.stderr), false, nil
 }

@@ -20,7 +20,9 @@ func newSigningRelayCmd(e *env) *cobra.Command {
 endpoints["relay_outbound"] out), but every message is signed with the
 certificate certnames["signing_relay"] (or the gpg key, with crypto_backend
 gpg) before it goes out. Earlier credentials are replaced, so the result
-validates. Signing runs on every core; each publisher's order is kept.`,
+validates. Signing runs on every core; each publisher's order is kept.
+SIGINT or SIGTERM sign and send what was received, then exit; SIGHUP
+reloads log_level and logs every other changed key as needing a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, log, done, err := prepare(c, e)
@@ -35,10 +37,16 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 			if len(outbound) == 0 {
 				return usage(errors.New(`endpoints["relay_outbound"] is not set: the relay needs an endpoint to publish on`))
 			}
+			ops, stopOps, err := startOps(cfg, log) // metrics_addr
+			if err != nil {
+				return err
+			}
+			defer stopOps() // after the relay has released its sockets
 			r, err := zmq.NewRelay(fedmsg.ZMQOptions(cfg, log), cfg.RelayInbound, outbound)
 			if err != nil {
 				return failure(err)
 			}
+			ops.AddZMQForwarder("signing-relay", r.Stats())
 			// One worker per CPU and GOMAXPROCS left alone: extra Ps for
 			// the receiver and sender (which wait in libzmq calls) made
 			// the runtime wake threads onto busy cores, and the
@@ -47,11 +55,14 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 			if workers <= 0 {
 				workers = runtime.NumCPU()
 			}
+			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
 			log.Info("signing relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "workers", workers)
 			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
+			ops.SetAlive(true)
 			err = r.RunTransform(c.Context(), func(_ string, body []byte) ([]byte, error) {
 				return fedmsg.Resign(signer, body)
 			}, workers)
+			ops.SetAlive(false)
 			stopReports()
 			st := r.Stats()
 			log.Info("signing relay stopped", "received", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())
@@ -62,5 +73,5 @@ validates. Signing runs on every core; each publisher's order is kept.`,
 		},
 	}
 	c.Flags().IntVar(&workers, "workers", 0, "signing goroutines (0: one per CPU)")
-	return c
+	return addMetricsFlag(c)
 }

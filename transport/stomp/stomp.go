@@ -58,6 +58,7 @@ type Transport struct {
 
 	pumps    sync.WaitGroup
 	finished chan struct{} // the connection manager and every pump ended
+	ops      opsState      // connection count and publish observer, for monitoring (ops.go)
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -114,6 +115,7 @@ func (t *Transport) run() {
 		}
 		delay = t.o.ReconnectDelay
 		t.o.Logger.Info("stomp: connected", "addr", addr, "server", c.server)
+		t.ops.connected()
 		// Re-subscribe before the connection is handed to publishers:
 		// frames go out in order, so a message published after the
 		// reconnect cannot reach the broker before the subscriptions that
@@ -335,6 +337,10 @@ func (t *Transport) waitConn(ctx context.Context) (*conn, error) {
 // the next connection (so a message may arrive twice, never zero times
 // once confirmed), until ctx ends.
 func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) error {
+	return t.ops.timed(time.Now(), len(msgs), t.publish(ctx, msgs))
+}
+
+func (t *Transport) publish(ctx context.Context, msgs []*transport.Message) error {
 	if t.isClosed() {
 		return fmt.Errorf("stomp: publish: %w", transport.ErrClosed)
 	}

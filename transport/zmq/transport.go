@@ -26,6 +26,7 @@ type Transport struct {
 	opts  Options
 	zctx  *zmq4.Context
 	stats Stats
+	seen  lastSeen // per endpoint, for monitoring (lastseen.go)
 
 	// The publishing socket is an XPUB, which behaves as a PUB on the wire
 	// but also hears subscriptions: that lets Publish wait until a relay
@@ -316,6 +317,7 @@ func (t *Transport) receive(ctx context.Context, socks []*zmq4.Socket, endpoints
 					continue
 				}
 				t.stats.count(DropNone)
+				t.seen.touch(source[p.Socket])
 				d := transport.NewDelivery(&transport.Message{Topic: string(frames[0]), Body: frames[1]}, source[p.Socket], nil)
 				select {
 				case out <- d:

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/message"
@@ -194,20 +193,8 @@ func (c *Context) Tail(ctx context.Context, prefixes ...string) iter.Seq2[*Recei
 	}
 }
 
-// gapTracker is the replay client a subscriber uses: replay_endpoints,
-// the configuration's socket options, timeout per query.
-func (c *Context) gapTracker() *replay.GapTracker {
-	so := replay.ClientOptions{Socket: ZMQOptions(c.cfg, c.log)}
-	timeout := time.Duration(c.cfg.Timeout * float64(time.Second))
-	return replay.NewGapTracker(replay.GapOptions{
-		Endpoints: c.cfg.ReplayEndpoints,
-		Fetch: func(ctx context.Context, endpoint string, q replay.Request) ([]replay.Envelope, error) {
-			return replay.QueryEnvelopes(ctx, endpoint, q, so)
-		},
-		Timeout: timeout,
-		Logger:  c.log,
-	})
-}
+// gapTracker is the replay client a subscriber uses (see newGapTracker).
+func (c *Context) gapTracker() *replay.GapTracker { return newGapTracker(c.cfg, c.log) }
 
 // subscribe returns the deliveries Tail reads: from the broker when
 // zmq_enabled is false, else from a ZeroMQ subscriber connected to every

@@ -27,8 +27,10 @@ var ErrUnknownKind = errors.New("fedmsg: unknown transport kind (want zmq, stomp
 // other programs that move messages between transports. A zmq transport
 // subscribes to every endpoint (and srv_endpoints) like fedmsg tail, and
 // publishes through the relay at relay_inbound like fedmsg logger, or,
-// when "name" is set, binds endpoints[name] itself. stomp and amqp use the
-// stomp_* and amqp_* keys and connect in the background.
+// when "name" is set, binds endpoints[name] itself; with replay_endpoints
+// its subscriptions recover gaps (a *GapRecovering around the ZeroMQ
+// transport). stomp and amqp use the stomp_* and amqp_* keys and connect
+// in the background.
 func OpenTransport(ctx context.Context, kind string, cfg *config.Config, log *slog.Logger) (transport.Transport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -36,7 +38,8 @@ func OpenTransport(ctx context.Context, kind string, cfg *config.Config, log *sl
 	switch kind {
 	case KindZMQ:
 		o := ZMQOptions(cfg, log)
-		o.Subscribe, _ = subscribeAddrs(ctx, cfg, log)
+		var names map[string]string
+		o.Subscribe, names = subscribeAddrs(ctx, cfg, log)
 		if cfg.Name != "" {
 			o.Bind, o.BindKey = cfg.Endpoints[cfg.Name], fmt.Sprintf("endpoints[%q]", cfg.Name)
 			if len(o.Bind) == 0 {
@@ -48,6 +51,9 @@ func OpenTransport(ctx context.Context, kind string, cfg *config.Config, log *sl
 		t, err := zmq.New(o)
 		if err != nil {
 			return nil, fmt.Errorf("fedmsg: zmq transport: %w", err)
+		}
+		if len(cfg.ReplayEndpoints) > 0 {
+			return &GapRecovering{Transport: t, gaps: newGapTracker(cfg, log), names: names, urls: cfg.ReplayEndpoints}, nil
 		}
 		return t, nil
 	case KindSTOMP:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/bridge"
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/consumer"
@@ -56,6 +57,10 @@ func startOps(cfg *config.Config, log *slog.Logger) (ops *opsserver.Server, stop
 // connection then gates readiness), the receive counts and per-endpoint
 // last-message age of ZeroMQ subscriptions.
 func watchTransport(ops *opsserver.Server, name string, t transport.Transport) {
+	if g, ok := t.(*fedmsg.GapRecovering); ok {
+		ops.AddGapTracker(name, g.Gaps())
+		t = g.Unwrap()
+	}
 	switch t := t.(type) {
 	case *amqp.Transport:
 		ops.AddBroker(name, "amqp", t)

@@ -1,15 +1,12 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/datagrepper"
 	"github.com/gofedmsg/fedmsg/message"
 )
@@ -90,27 +87,15 @@ func runDgReplay(c *cobra.Command, e *env, f dgReplayFlags) error {
 	id, _ := env["msg_id"].(string)
 	fmt.Fprintf(e.stdout, "Broadcasting %s\n", pyRepr(id))
 
-	cfg.Active = true // published through the relay, as fedmsg-logger
 	if cfg.CertPrefix == "" {
 		cfg.CertPrefix = "shell"
 	}
-	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
-	if err != nil {
-		return failure(err)
+	one := func(yield func(loggerBody) bool) { yield(loggerBody{msg: env["msg"]}) }
+	if err := publishActive(ctx, cfg, log, sub, modname, one); err != nil {
+		return fmt.Errorf("dg-replay: %w", err)
 	}
-	defer func() {
-		// zmq_linger bounds the flush; a little more bounds the close.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ZMQLinger)*time.Millisecond+2*time.Second)
-		defer cancel()
-		if cerr := fc.Close(closeCtx); cerr != nil {
-			log.Warn("close", "err", cerr)
-		}
-	}()
-	if err := fc.Publish(ctx, sub, modname, env["msg"]); err != nil {
-		if ctx.Err() != nil {
-			return nil // interrupted: a clean exit
-		}
-		return failure(fmt.Errorf("dg-replay: %w", err))
+	if ctx.Err() != nil {
+		return nil // interrupted: a clean exit
 	}
 	fmt.Fprintln(e.stdout, "OK.")
 	return nil

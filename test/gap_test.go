@@ -48,6 +48,45 @@ func listenReplay(t *testing.T, store *replay.Store, ep string) *replay.Server {
 	return nil
 }
 
+// rawPublisher binds a plain ZeroMQ PUB on ep, so tests can skip seq_ids
+// on the wire on purpose, and returns its send.
+func rawPublisher(t *testing.T, ep string) func(topic string, body []byte) {
+	t.Helper()
+	pub, err := zmq4.NewSocket(zmq4.PUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	pub.SetLinger(0)
+	if err := pub.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	return func(topic string, body []byte) {
+		t.Helper()
+		if _, err := pub.SendMessage(topic, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// replayBus is a bus whose only endpoint is the publisher at pubEP, named
+// e2e.app01, with its replay server at replayEP; extra are more
+// environment settings.
+func replayBus(t *testing.T, pubEP, replayEP string, extra ...string) *bus {
+	b := newBus(t)
+	var env []string
+	for _, e := range b.env {
+		if !strings.HasPrefix(e, "FEDMSG_ENDPOINTS=") {
+			env = append(env, e)
+		}
+	}
+	b.env = append(append(env,
+		"FEDMSG_ENDPOINTS={e2e.app01: ["+pubEP+"]}",
+		"FEDMSG_REPLAY_ENDPOINTS={e2e.app01: "+replayEP+"}",
+	), extra...)
+	return b
+}
+
 // TestTailRecoversGapsThroughReplay: `fedmsg tail` in its own process
 // subscribes to a publisher (a raw ZeroMQ PUB in this process, so seq_ids
 // can be skipped on the wire on purpose) whose envelopes are all in a
@@ -66,34 +105,8 @@ func TestTailRecoversGapsThroughReplay(t *testing.T) {
 	run1 := numbered(t, store, "one", 6)
 	srv := listenReplay(t, store, replayEP)
 
-	pub, err := zmq4.NewSocket(zmq4.PUB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	pub.SetLinger(0)
-	if err := pub.Bind(pubEP); err != nil {
-		t.Fatal(err)
-	}
-	send := func(topic string, body []byte) {
-		t.Helper()
-		if _, err := pub.SendMessage(topic, body); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	b := newBus(t)
-	var env []string
-	for _, e := range b.env {
-		if !strings.HasPrefix(e, "FEDMSG_ENDPOINTS=") {
-			env = append(env, e)
-		}
-	}
-	b.env = append(env,
-		"FEDMSG_ENDPOINTS={e2e.app01: ["+pubEP+"]}",
-		"FEDMSG_REPLAY_ENDPOINTS={e2e.app01: "+replayEP+"}",
-		"FEDMSG_TIMEOUT=0.5",
-	)
+	send := rawPublisher(t, pubEP)
+	b := replayBus(t, pubEP, replayEP, "FEDMSG_TIMEOUT=0.5")
 	tail := b.start("tail", "--json", "--no-validate")
 
 	// Probes carry no seq_id, so gap tracking lets them through; the first

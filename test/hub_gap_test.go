@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	zmq4 "github.com/pebbe/zmq4"
-
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/replay"
 )
@@ -28,35 +26,8 @@ func TestHubRecoversGapsThroughReplay(t *testing.T) {
 	bodies := numbered(t, store, "hub", 6)
 	listenReplay(t, store, replayEP)
 
-	pub, err := zmq4.NewSocket(zmq4.PUB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	pub.SetLinger(0)
-	if err := pub.Bind(pubEP); err != nil {
-		t.Fatal(err)
-	}
-	send := func(topic string, body []byte) {
-		t.Helper()
-		if _, err := pub.SendMessage(topic, body); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	b := newBus(t)
-	var env []string
-	for _, e := range b.env {
-		if !strings.HasPrefix(e, "FEDMSG_ENDPOINTS=") {
-			env = append(env, e)
-		}
-	}
-	b.env = append(env,
-		"FEDMSG_ENDPOINTS={e2e.app01: ["+pubEP+"]}",
-		"FEDMSG_REPLAY_ENDPOINTS={e2e.app01: "+replayEP+"}",
-		"FEDMSG_TIMEOUT=1",
-		"FEDMSG_VALIDATE_SIGNATURES=false",
-	)
+	send := rawPublisher(t, pubEP)
+	b := replayBus(t, pubEP, replayEP, "FEDMSG_TIMEOUT=1", "FEDMSG_VALIDATE_SIGNATURES=false")
 	probeFile := filepath.Join(b.dir, "probe.jsonl")
 	outFile := filepath.Join(b.dir, "out.jsonl")
 	cfg := filepath.Join(b.dir, "hub.yaml")

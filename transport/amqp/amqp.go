@@ -89,6 +89,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/gofedmsg/fedmsg/internal/brokerstats"
 	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/transport"
 )
@@ -139,8 +140,8 @@ type Transport struct {
 	sendMu   sync.Mutex
 	lastSent *sentBatch
 
-	fmCounter atomic.Int64 // "i" of envelopes built from plain fedora-messaging messages
-	ops       opsState     // connection count and publish observer, for monitoring (ops.go)
+	fmCounter atomic.Int64         // "i" of envelopes built from plain fedora-messaging messages
+	ops       brokerstats.Counters // connection count and publish observer, for monitoring (ops.go)
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -252,7 +253,7 @@ func (t *Transport) run() {
 		}
 		failedInRound, rounds = 0, 0
 		t.log.Info("amqp: connected", "url", u.redacted)
-		t.ops.connected()
+		t.ops.CountConnection()
 		t.mu.Lock()
 		t.sess = s
 		close(t.up)
@@ -422,7 +423,7 @@ func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) err
 		return err
 	}
 	defer t.inflight.Done()
-	return t.ops.timed(time.Now(), len(msgs), t.publishAll(ctx, msgs, pubs))
+	return t.ops.Timed(time.Now(), len(msgs), t.publishAll(ctx, msgs, pubs))
 }
 
 // begin checks msgs and maps them to their AMQP form, and counts the call
@@ -509,7 +510,7 @@ func (t *Transport) Send(ctx context.Context, msgs ...*transport.Message) (*tran
 	t.lastSent = b
 	go func() {
 		defer t.inflight.Done()
-		b.Resolve(t.ops.timed(start, len(msgs), t.settleSent(ctx, b, msgs, pubs, confirms, sendErr)))
+		b.Resolve(t.ops.Timed(start, len(msgs), t.settleSent(ctx, b, msgs, pubs, confirms, sendErr)))
 		b.prev = nil // let the chain of resolved batches go
 	}()
 	return b.Pending, nil

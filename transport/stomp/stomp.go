@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/gofedmsg/fedmsg/internal/brokerstats"
 	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/transport"
@@ -57,8 +58,8 @@ type Transport struct {
 	subs    map[*subscription]struct{}
 
 	pumps    sync.WaitGroup
-	finished chan struct{} // the connection manager and every pump ended
-	ops      opsState      // connection count and publish observer, for monitoring (ops.go)
+	finished chan struct{}        // the connection manager and every pump ended
+	ops      brokerstats.Counters // connection count and publish observer, for monitoring (ops.go)
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -115,7 +116,7 @@ func (t *Transport) run() {
 		}
 		delay = t.o.ReconnectDelay
 		t.o.Logger.Info("stomp: connected", "addr", addr, "server", c.server)
-		t.ops.connected()
+		t.ops.CountConnection()
 		// Re-subscribe before the connection is handed to publishers:
 		// frames go out in order, so a message published after the
 		// reconnect cannot reach the broker before the subscriptions that
@@ -337,7 +338,7 @@ func (t *Transport) waitConn(ctx context.Context) (*conn, error) {
 // the next connection (so a message may arrive twice, never zero times
 // once confirmed), until ctx ends.
 func (t *Transport) Publish(ctx context.Context, msgs ...*transport.Message) error {
-	return t.ops.timed(time.Now(), len(msgs), t.publish(ctx, msgs))
+	return t.ops.Timed(time.Now(), len(msgs), t.publish(ctx, msgs))
 }
 
 func (t *Transport) publish(ctx context.Context, msgs []*transport.Message) error {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/gofedmsg/fedmsg/message"
 )
@@ -73,7 +74,7 @@ func newBridgeID() string {
 		host = "bridge"
 	}
 	host = strings.Map(func(r rune) rune {
-		if r == ',' || r <= ' ' || r == 0x7f {
+		if badIDRune(r) {
 			return '_'
 		}
 		return r
@@ -89,11 +90,19 @@ func checkBridgeID(id string) error {
 		return nil
 	}
 	for _, r := range id {
-		if r == ',' || r <= ' ' || r == 0x7f {
+		if badIDRune(r) {
 			return fmt.Errorf("%w: bridge id %q: must not contain commas, spaces or control characters", ErrInvalidConfig, id)
 		}
 	}
 	return nil
+}
+
+// badIDRune reports a rune a bridge id cannot hold: the list separator,
+// or one crossed would trim off the id's ends (strings.TrimSpace takes
+// Unicode spaces such as U+00A0 and U+2028 too), which would make a
+// bridge miss its own id in HeaderBridge and forward its own messages.
+func badIDRune(r rune) bool {
+	return r == ',' || r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
 // crossed parses the loop headers: the bridge ids listed and the hop

@@ -211,9 +211,9 @@ func TestTwoBridgesOppositeDirections(t *testing.T) {
 			ys := countBodies(collect(t, onY, n))
 			xs := countBodies(collect(t, onX, n*(1+tc.backToX)))
 			for i := range n {
-				body := string(envelope(fmt.Sprintf("m-%d", i), i))
-				if ys[body] != 1 || xs[body] != 1+tc.backToX {
-					t.Errorf("message %d: %d times on y, %d on x", i, ys[body], xs[body])
+				body := envelope(fmt.Sprintf("m-%d", i), i)
+				if ys[string(body)] != 1 || xs[string(body)] != 1+tc.backToX {
+					t.Errorf("message %d: %d times on y, %d on x", i, ys[string(body)], xs[string(body)])
 				}
 			}
 			sa := waitStats(t, a, 0, func(s RouteStats) bool { return s.Received == uint64(n*(1+tc.backToX)) })

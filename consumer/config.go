@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -229,14 +230,18 @@ func (d *decoder) duration(key string) time.Duration {
 	if !ok {
 		return 0
 	}
+	// Seconds beyond what a Duration holds (about 292 years) would wrap
+	// around to a small or negative value: refuse them instead.
+	const maxSeconds = float64(math.MaxInt64 / int64(time.Second))
+	var secs float64
 	var dur time.Duration
 	switch x := v.(type) {
 	case int:
-		dur = time.Duration(x) * time.Second
+		secs, dur = float64(x), time.Duration(x)*time.Second
 	case int64:
-		dur = time.Duration(x) * time.Second
+		secs, dur = float64(x), time.Duration(x)*time.Second
 	case float64:
-		dur = time.Duration(x * float64(time.Second))
+		secs, dur = x, time.Duration(x*float64(time.Second))
 	case string:
 		p, err := time.ParseDuration(x)
 		if err != nil {
@@ -246,6 +251,10 @@ func (d *decoder) duration(key string) time.Duration {
 		dur = p
 	default:
 		d.fail(key, "must be seconds or a duration like \"10s\"")
+		return 0
+	}
+	if secs > maxSeconds || math.IsNaN(secs) {
+		d.fail(key, fmt.Sprintf("%v seconds is too long (at most %.0f)", v, maxSeconds))
 		return 0
 	}
 	if dur <= 0 {

@@ -28,10 +28,12 @@ run: build
 	@echo "  stop with Ctrl-C"
 	./$(BIN) relay $(if $(CONFIG),--config $(CONFIG))
 
+# gofmt, go vet and staticcheck (a go.mod tool: fetched once, then offline).
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 # Every test, including the fuzz seed corpora and the end-to-end tests
 # that run bin/fedmsg as separate processes.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/keyperm"
 	"github.com/gofedmsg/fedmsg/internal/tlsfiles"
 	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/amqp"
@@ -67,7 +68,7 @@ func StompOptions(cfg *config.Config, log *slog.Logger) (stomp.Options, error) {
 	o.TLS, err = clientTLS(tlsfiles.Files{
 		CA: cfg.StompSSLCA, Cert: cfg.StompSSLCrt, Key: cfg.StompSSLKey,
 		CAKey: "stomp_ssl_ca", CertKey: "stomp_ssl_crt", KeyKey: "stomp_ssl_key",
-	})
+	}, tlsPolicy{verify: cfg.StompSSLVerify, verifyKey: "stomp_ssl_verify"}, log)
 	return o, err
 }
 
@@ -85,19 +86,53 @@ func AMQPOptions(cfg *config.Config, log *slog.Logger) (amqp.Options, error) {
 	o.TLS, err = clientTLS(tlsfiles.Files{
 		CA: cfg.AMQPSSLCA, Cert: cfg.AMQPSSLCrt, Key: cfg.AMQPSSLKey,
 		CAKey: "amqp_ssl_ca", CertKey: "amqp_ssl_crt", KeyKey: "amqp_ssl_key",
-	})
+	}, tlsPolicy{verify: cfg.AMQPSSLVerify, verifyKey: "amqp_ssl_verify", urlSelectsTLS: anyAMQPS(cfg.AMQPURL)}, log)
 	return o, err
 }
 
+// anyAMQPS reports whether any of urls is dialled with TLS.
+func anyAMQPS(urls []string) bool {
+	for _, u := range urls {
+		u = strings.TrimSpace(u)
+		if len(u) >= 8 && strings.EqualFold(u[:8], "amqps://") {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsPolicy is how one transport's TLS keys behave.
+type tlsPolicy struct {
+	verify    bool   // the *_ssl_verify key
+	verifyKey string // its name, for the warning
+	// urlSelectsTLS: a URL chose TLS (amqps://) rather than the files,
+	// so turning verification off needs a configuration even when no
+	// file is set. For STOMP the files turn TLS on, and without them (or
+	// without an amqps:// URL) there is nothing to verify.
+	urlSelectsTLS bool
+}
+
 // clientTLS is nil (plain, or the system roots for amqps://) when no TLS
-// file is configured; the transports fill in ServerName per address.
-func clientTLS(files tlsfiles.Files) (*tls.Config, error) {
-	if !files.Enabled() {
+// file is configured and verification is on; the transports fill in
+// ServerName per address. Verification is only ever off when the
+// configuration says so, and then a warning names the key. A client key
+// open to group or others is warned about, naming the file.
+func clientTLS(files tlsfiles.Files, p tlsPolicy, log *slog.Logger) (*tls.Config, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !files.Enabled() && (p.verify || !p.urlSelectsTLS) {
 		return nil, nil
 	}
 	tc, err := files.Config("")
 	if err != nil {
 		return nil, fmt.Errorf("fedmsg: %w", err)
+	}
+	keyperm.Warn(log, files.KeyKey, files.Key)
+	if !p.verify {
+		tc.InsecureSkipVerify = true
+		log.Warn("TLS: the broker's certificate is NOT verified: anyone on the network path can pose as the broker and read or forge messages; set it to true (and a CA file if the broker's is private)",
+			"key", p.verifyKey, "value", false)
 	}
 	return tc, nil
 }

@@ -101,6 +101,7 @@ func New(cfg *config.Config, opts ...Option) (*Context, error) {
 	if c.hostname == "" {
 		c.hostname = ShortHostname()
 	}
+	WarnKeyFiles(cfg, c.log)
 	if cfg.ZMQEnabled {
 		if err := c.openPublisher(); err != nil {
 			return nil, err
@@ -207,7 +208,15 @@ func (c *Context) openBroker() error {
 	case c.modname != "":
 		c.pubName = c.modname + "." + c.hostname
 	}
-	c.log.Debug("publishing through a broker", "broker", name)
+	if c.cfg.SpoolDir != "" {
+		sp, err := newSpooledPublisher(t, c.cfg, c.pubName, c.log)
+		if err != nil {
+			t.Close(context.Background())
+			return err
+		}
+		c.pub = sp
+	}
+	c.log.Debug("publishing through a broker", "broker", name, "spool_dir", c.cfg.SpoolDir)
 	return nil
 }
 
@@ -240,6 +249,10 @@ func (c *Context) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	err := c.closeReplay(ctx)
+	if sp, ok := c.pub.(*spooledPublisher); ok {
+		// Sends what it can within ctx, then closes the broker too.
+		return errors.Join(err, sp.Close(ctx))
+	}
 	if c.broker != nil {
 		return errors.Join(err, c.broker.Close(ctx))
 	}

@@ -22,6 +22,11 @@ import (
 // With persistent_store it first gets the next seq_id of this publisher and
 // is kept for replay (see package replay); the signature covers seq_id.
 // Like fedmsg, the counter "i" is consumed before anything can fail.
+//
+// Through a broker (zmq_enabled false) with spool_dir set, Publish
+// returns once the message is on disk in the spool; it reaches the broker
+// in order as soon as the broker confirms, even after a restart of the
+// process (see spool_publish.go).
 func (c *Context) Publish(ctx context.Context, topic, modname string, msg any) error {
 	i := c.counter.Next()
 	if modname == "" {

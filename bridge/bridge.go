@@ -30,6 +30,12 @@
 // transport.Sender: AMQP) batches go out as they form, while fewer than
 // Options.MaxBatch messages are unconfirmed; to any other sink one batch
 // of up to Options.MaxBatch is published at a time. See flight.
+//
+// An at-least-once route whose source cannot redeliver (ZeroMQ) is
+// spooled: each message it takes is committed to a durable spool file
+// before it counts as received, and sent from there in order, removed
+// once the sink confirmed it, sent again after a sink failure or a
+// restart. See spooled.go and package spool.
 package bridge
 
 import (
@@ -45,6 +51,7 @@ import (
 	"github.com/gofedmsg/fedmsg/internal/retry"
 	"github.com/gofedmsg/fedmsg/message"
 	"github.com/gofedmsg/fedmsg/signing"
+	"github.com/gofedmsg/fedmsg/spool"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -121,6 +128,10 @@ type Options struct {
 	// 0 means DefaultMaxBatch; 1 waits for each message's confirmation
 	// before taking the next.
 	MaxBatch int
+	// Spool configures the durable spools of at-least-once routes whose
+	// source cannot redeliver (see spooled.go). Spool.Dir "" refuses
+	// such routes.
+	Spool SpoolOptions
 }
 
 // Bridge runs a set of routes. Its methods are safe for concurrent use.
@@ -138,6 +149,7 @@ type Bridge struct {
 	cancelWork context.CancelFunc
 	done       chan struct{} // closed when Run's routes have all returned
 	ready      chan struct{} // closed once every route is subscribed
+	spoolsOnce sync.Once
 }
 
 type route struct {
@@ -145,8 +157,9 @@ type route struct {
 	patterns []message.Pattern
 	src, dst transport.Transport
 	stats    counters
-	failures int       // consecutive failures, for the backoff; owned by the route's goroutine
-	seen     *idWindow // msg_ids this route forwarded
+	failures int          // consecutive failures, for the backoff; owned by the route's goroutine
+	seen     *idWindow    // msg_ids this route forwarded
+	spool    *spool.Spool // nil unless the route is spooled (spooled.go)
 }
 
 // New checks routes against transports and the options and returns a
@@ -207,8 +220,16 @@ func New(routes []RouteConfig, transports map[string]transport.Transport, opts O
 			errs = append(errs, configErr(rc.Name, "signatures", "resign needs the bridge's own certificate to sign with"))
 		}
 		if rc.Delivery == AtLeastOnce {
-			if !r.src.Capabilities().Redelivery {
-				errs = append(errs, fmt.Errorf("%w: route %q: key \"delivery\": at-least-once is impossible: source %q cannot redeliver, so a message whose forwarding failed would be lost (ZeroMQ PUB/SUB cannot); use delivery: at-most-once or a broker queue as the source",
+			switch {
+			case needsSpool(rc, r.src) && opts.Spool.Dir == "":
+				errs = append(errs, fmt.Errorf("%w: route %q: key \"delivery\": at-least-once needs a spool: source %q cannot redeliver, and no spool directory is set (bridge.spool_dir, spool_dir or $STATE_DIRECTORY); set one, or use delivery: at-most-once",
+					ErrGuaranteeUnavailable, rc.Name, rc.From))
+			case needsSpool(rc, r.src):
+				if err := b.openSpool(r); err != nil {
+					errs = append(errs, err)
+				}
+			case !r.src.Capabilities().Redelivery:
+				errs = append(errs, fmt.Errorf("%w: route %q: key \"delivery\": at-least-once is impossible: source %q cannot redeliver and the route has spool: false, so a message whose forwarding failed would be lost (ZeroMQ PUB/SUB cannot); use delivery: at-most-once, a spool, or a broker queue as the source",
 					ErrGuaranteeUnavailable, rc.Name, rc.From))
 			}
 			if !r.dst.Capabilities().Confirms {
@@ -219,6 +240,7 @@ func New(routes []RouteConfig, transports map[string]transport.Transport, opts O
 		b.routes = append(b.routes, r)
 	}
 	if err := errors.Join(errs...); err != nil {
+		b.closeSpools()
 		return nil, err
 	}
 	return b, nil
@@ -244,6 +266,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.cancelWork = cancel
 	b.mu.Unlock()
 	defer close(b.done)
+	defer b.closeSpools() // after every route returned, before done
 	defer cancel()
 
 	srcs := make([]<-chan *transport.Delivery, len(b.routes))
@@ -288,6 +311,11 @@ func (b *Bridge) logRoute(r *route) {
 			why = "the sink cannot confirm"
 		}
 		attrs = append(attrs, "guarantee", "messages may be lost if the sink fails: "+why)
+	} else if r.spool != nil {
+		st := r.spool.Stats()
+		attrs = append(attrs, "guarantee", "each message is on disk in the spool before it counts as received, sent to the sink in order and removed once confirmed: "+
+			"nothing the bridge received is lost through a sink outage or a crash of the bridge (kill -9); what the source published while the bridge was down is lost by the source",
+			"spool", r.spool.Path(), "spool_recovered", st.Recovered)
 	} else {
 		attrs = append(attrs, "guarantee", "source acked only after the sink confirmed; failures are redelivered")
 	}
@@ -307,6 +335,7 @@ func (b *Bridge) Close(ctx context.Context) error {
 	running, cancel := b.running, b.cancelWork
 	b.mu.Unlock()
 	if !running {
+		b.closeSpools()
 		return nil
 	}
 	select {
@@ -342,6 +371,9 @@ func (b *Bridge) Stats() []RouteStats {
 }
 
 func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.Delivery) error {
+	if r.spool != nil {
+		return b.runSpooled(ctx, r, src)
+	}
 	f := newFlight(r.dst)
 	// Whatever way the route ends, what it sent is settled first.
 	defer f.drain(b, ctx, r)

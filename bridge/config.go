@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofedmsg/fedmsg/internal/tree"
 	"github.com/gofedmsg/fedmsg/message"
+	"github.com/gofedmsg/fedmsg/spool"
 )
 
 // SignaturePolicy is what a route does with the signatures of the messages
@@ -59,6 +60,10 @@ type RouteConfig struct {
 	Topics     []string        `yaml:"topics"`
 	Signatures SignaturePolicy `yaml:"signatures"`
 	Delivery   Delivery        `yaml:"delivery"`
+	// Spool switches the route's durable spool on or off; nil means on
+	// for an at-least-once route whose source cannot redeliver (see
+	// spooled.go).
+	Spool *bool `yaml:"spool"`
 }
 
 // withDefaults fills the keys that have a default.
@@ -88,6 +93,10 @@ type Settings struct {
 	EchoWindow  int    // echo_window: Options.EchoWindow
 	DedupWindow int    // dedup_window: Options.DedupWindow
 	MaxBatch    int    // max_batch: Options.MaxBatch
+	// spool_dir, spool_max_bytes, spool_full: Options.Spool.
+	SpoolDir      string
+	SpoolMaxBytes int64
+	SpoolFull     string
 }
 
 // Apply sets the options the settings name, leaving the rest.
@@ -107,9 +116,18 @@ func (s Settings) Apply(o *Options) {
 	if s.MaxBatch != 0 {
 		o.MaxBatch = s.MaxBatch
 	}
+	if s.SpoolDir != "" {
+		o.Spool.Dir = s.SpoolDir
+	}
+	if s.SpoolMaxBytes != 0 {
+		o.Spool.MaxBytes = s.SpoolMaxBytes
+	}
+	if s.SpoolFull != "" {
+		o.Spool.Full = spool.Policy(s.SpoolFull)
+	}
 }
 
-var settingsKeys = []string{"id", "max_hops", "echo_window", "dedup_window", "max_batch"}
+var settingsKeys = []string{"id", "max_hops", "echo_window", "dedup_window", "max_batch", "spool_dir", "spool_max_bytes", "spool_full"}
 
 // decodeSettings reads the "bridge" section. Integers may be negative
 // where Options gives that a meaning (no hop limit, a window disabled);
@@ -152,6 +170,30 @@ func decodeSettings(v any) (Settings, error) {
 	if s.MaxBatch < 0 {
 		errs = append(errs, configErr("", "bridge.max_batch", "must be at least 1, got %d", s.MaxBatch))
 	}
+	for _, key := range []string{"spool_dir", "spool_full"} {
+		raw, present := m[key]
+		if !present {
+			continue
+		}
+		v, ok := raw.(string)
+		if !ok {
+			errs = append(errs, configErr("", "bridge."+key, "must be a string, got %s", tree.TypeName(raw)))
+			continue
+		}
+		if key == "spool_dir" {
+			s.SpoolDir = v
+		} else if spool.CheckPolicy("bridge.spool_full", v) != nil {
+			errs = append(errs, configErr("", "bridge.spool_full", "unknown value %q (want %s or %s)", v, spool.Block, spool.DropOldest))
+		} else {
+			s.SpoolFull = v
+		}
+	}
+	var maxBytes int
+	integer("spool_max_bytes", &maxBytes)
+	if _, present := m["spool_max_bytes"]; present && maxBytes < 1024 {
+		errs = append(errs, configErr("", "bridge.spool_max_bytes", "must be at least 1024 bytes, got %d", maxBytes))
+	}
+	s.SpoolMaxBytes = int64(maxBytes)
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(settingsKeys, k) {
 			errs = append(errs, configErr("", "bridge."+k, "unknown key (want one of %s)", strings.Join(settingsKeys, ", ")))
@@ -160,7 +202,7 @@ func decodeSettings(v any) (Settings, error) {
 	return s, errors.Join(errs...)
 }
 
-var routeKeys = []string{"name", "from", "to", "topics", "signatures", "delivery"}
+var routeKeys = []string{"name", "from", "to", "topics", "signatures", "delivery", "spool"}
 
 // DecodeConfig turns the generic tree a YAML/JSON/TOML parser produced (cmd
 // uses koanf's parsers; the bridge stays free of them) into a Config and
@@ -254,6 +296,13 @@ func decodeRoute(i int, item any) (RouteConfig, error) {
 	rc.To = str("to")
 	rc.Signatures = SignaturePolicy(str("signatures"))
 	rc.Delivery = Delivery(str("delivery"))
+	if v, present := m["spool"]; present {
+		on, ok := v.(bool)
+		if !ok {
+			errs = append(errs, configErr(label, "spool", "must be true or false, got %s", tree.TypeName(v)))
+		}
+		rc.Spool = &on
+	}
 	switch t := m["topics"].(type) {
 	case nil:
 	case string: // one pattern written without brackets
@@ -342,6 +391,9 @@ func ValidateRoutes(routes []RouteConfig, has func(name string) bool) error {
 		case "", AtMostOnce, AtLeastOnce:
 		default:
 			errs = append(errs, configErr(label, "delivery", "unknown value %q (want %s or %s)", r.Delivery, AtMostOnce, AtLeastOnce))
+		}
+		if r.Spool != nil && *r.Spool && r.Delivery != AtLeastOnce {
+			errs = append(errs, configErr(label, "spool", "a spool serves delivery: %s only", AtLeastOnce))
 		}
 	}
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/bridge"
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/spool"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -40,8 +42,8 @@ configuration. A zmq transport subscribes to every endpoint and publishes
 through the relay at relay_inbound (or binds endpoints[name] when it sets
 name). Per route: topics (fedmsg patterns; none = all), signatures
 (passthrough, require-valid, resign with certnames["bridge"]) and delivery
-(at-most-once, or at-least-once where the source can redeliver and the
-sink confirms). Bodies go through byte for byte. Each route and its
+(at-most-once, or at-least-once where the sink confirms and the source
+can redeliver or the route has a spool). Bodies go through byte for byte. Each route and its
 guarantee is logged at start-up; SIGINT or SIGTERM drain in-flight
 messages (up to 10s for the sink's confirmations) and exit 0. SIGHUP
 reloads log_level; a changed transport, route or other key is logged as
@@ -54,7 +56,20 @@ An optional bridge section tunes loop prevention and batching:
     max_hops: 4         # bridges a message may cross (negative: no limit)
     echo_window: 100000 # msg_ids of own publishes remembered (negative: off)
     dedup_window: 10000 # msg_ids each route remembers (negative: off)
-    max_batch: 256      # messages a route publishes at once`,
+    max_batch: 256      # messages a route publishes at once
+
+An at-least-once route from a source that cannot redeliver (ZeroMQ) keeps
+each message it takes in a durable spool file until the sink confirmed
+it, so a broker outage or a kill -9 of the bridge loses nothing the
+bridge received; after a restart the spool is sent first, in order.
+"spool: false" on a route refuses it instead. The spool keys:
+
+  bridge:
+    spool_dir: /var/lib/fedmsg/spool  # one <route>.spool file per route
+                                      # (default: spool_dir, else
+                                      # $STATE_DIRECTORY/spool, else this)
+    spool_max_bytes: 268435456        # bound per route (default spool_max_bytes)
+    spool_full: block                 # or drop-oldest (counted, logged)`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runBridge(c, e)
@@ -78,6 +93,7 @@ func runBridge(c *cobra.Command, e *env) error {
 	}
 	e.scrub.addConfig(cfg)
 	log := newLogger(cfg, e.stderr)
+	fedmsg.WarnKeyFiles(cfg, log)
 	bc, err := bridge.DecodeConfig(raw)
 	if err != nil {
 		return usage(err)
@@ -90,6 +106,19 @@ func runBridge(c *cobra.Command, e *env) error {
 
 	ctx := c.Context()
 	opts := bridge.Options{Logger: log}
+	// Spools: the bridge section's keys, else the fedmsg keys of the same
+	// name, else systemd's state directory or the built-in default.
+	opts.Spool = bridge.SpoolOptions{Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Full: spool.Policy(cfg.SpoolFull)}
+	if opts.Spool.Dir == "" {
+		opts.Spool.Dir = bridge.SpoolDirFromEnv(func(key string) string {
+			for _, kv := range e.environ {
+				if v, ok := strings.CutPrefix(kv, key+"="); ok {
+					return v
+				}
+			}
+			return ""
+		})
+	}
 	bc.Settings.Apply(&opts)
 	for _, r := range bc.Routes {
 		switch r.Signatures {
@@ -144,6 +173,7 @@ func runBridge(c *cobra.Command, e *env) error {
 		return usage(err)
 	}
 	ops.AddBridge(b, routeEnds(bc.Routes))
+	ops.Registry().MustRegister(spool.NewCollector(b.SpoolStats)) // fedmsg_spool_*
 	// SIGHUP: log_level; transports, routes and the rest need a restart.
 	defer onHangup(ctx, log, reloadBridge(c, e, files, log, cfg, raw))()
 	// A signal does not cancel the routes' work: it closes the bridge,
@@ -231,5 +261,9 @@ func logBridgeStats(log *slog.Logger, b *bridge.Bridge) {
 	for _, st := range b.Stats() {
 		log.Info("route stopped", "route", st.Route, "received", st.Received, "forwarded", st.Forwarded,
 			"dropped", st.DroppedTotal())
+	}
+	for route, st := range b.SpoolStats() {
+		log.Info("route spool", "route", route, "appended", st.Appended, "acked", st.Acked, "dropped", st.Dropped,
+			"left", st.Depth, "bytes", st.Bytes)
 	}
 }

@@ -72,10 +72,12 @@ func runCheck(c *cobra.Command, e *env, f checkFlags) error {
 	}
 	endpoint := cfg.MokshaMonitoringSocket
 	if endpoint == "" {
+		//lint:ignore ST1005 fedmsg-check's exact text, which scripts match
 		return failure(errors.New(`No monitoring endpoint has been configured: please set "moksha.monitoring.socket"`))
 	}
 	frame, err := receiveReport(c.Context(), endpoint, time.Duration(f.timeout)*time.Second)
 	if errors.Is(err, errNoReport) {
+		//lint:ignore ST1005 fedmsg-check's exact text, which scripts match
 		return failure(fmt.Errorf("Failed to receive message from the monitoring endpoint (%s) in %d seconds.", endpoint, f.timeout))
 	}
 	if c.Context().Err() != nil {
@@ -95,8 +97,10 @@ func runCheck(c *cobra.Command, e *env, f checkFlags) error {
 		m, u := checkNames(e.stderr, report, "producers", f.producers)
 		switch {
 		case missing || m:
+			//lint:ignore ST1005 fedmsg-check's exact text, which scripts match
 			return failure(errors.New("Some consumers and/or producers are missing!"))
 		case uninitialized || u:
+			//lint:ignore ST1005 fedmsg-check's exact text, which scripts match
 			return failure(errors.New("Some consumers and/or producers are uninitialized!"))
 		}
 		fmt.Fprintln(e.stdout, "All consumers and producers are active!")

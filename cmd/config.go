@@ -29,12 +29,13 @@ is, anything else as JSON. A key that does not exist exits 1.`,
 			if query == "" {
 				return failure(printJSON(e.stdout, values))
 			}
-			v, ok := cfg.Lookup(query)
+			// Looked up in the redacted copy: a query into a value
+			// (amqp_url.0) must not print the password the whole
+			// value hides.
+			v, ok := cfg.LookupRedacted(query)
 			if !ok {
+				//lint:ignore ST1005 fedmsg-config's exact text
 				return failure(fmt.Errorf("Key `%s` does not exist in config", query))
-			}
-			if redacted, ok := values[query]; ok {
-				v = redacted
 			}
 			return failure(printValue(e.stdout, v))
 		},
@@ -59,11 +60,13 @@ func printValue(w io.Writer, v any) error {
 				fmt.Fprintln(w, s)
 				continue
 			}
-			b, err := json.Marshal(item)
-			if err != nil {
+			// One line, and <redacted> not escaped to \u003c...: the
+			// whole value prints through printJSON the same way.
+			enc := json.NewEncoder(w)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(item); err != nil {
 				return err
 			}
-			fmt.Fprintln(w, string(b))
 		}
 		return nil
 	}

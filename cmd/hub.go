@@ -95,6 +95,7 @@ func runHub(c *cobra.Command, e *env) error {
 	}
 	e.scrub.addConfig(cfg)
 	log := newLogger(cfg, e.stderr)
+	fedmsg.WarnKeyFiles(cfg, log)
 	first, err := buildHub(cfg, raw, log, e.scrub)
 	if err != nil {
 		return usage(fmt.Errorf("hub: %w", err))

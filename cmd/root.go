@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/config"
 )
 
@@ -238,5 +239,7 @@ func prepare(c *cobra.Command, e *env) (cfg *config.Config, log *slog.Logger, do
 		return cfg, nil, true, failure(printJSON(e.stdout, cfg.Redacted()))
 	}
 	e.scrub.addConfig(cfg)
-	return cfg, newLogger(cfg, e.stderr), false, nil
+	log = newLogger(cfg, e.stderr)
+	fedmsg.WarnKeyFiles(cfg, log) // a key others can read is worth a warning whatever the command
+	return cfg, log, false, nil
 }

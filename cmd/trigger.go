@@ -21,7 +21,9 @@ import (
 
 // errNoCommand is fedmsg-trigger's message, word for word, for a missing
 // --command (exit 1, as fedmsg does).
-var errNoCommand = errors.New("You must provide a --command to run.") //nolint:staticcheck // fedmsg's exact text
+//
+//lint:ignore ST1005 fedmsg's exact text
+var errNoCommand = errors.New("You must provide a --command to run.")
 
 // triggerDrainTimeout bounds the work after SIGINT/SIGTERM: queued
 // messages still run, but a command running when it is up is killed and

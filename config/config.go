@@ -217,6 +217,11 @@ type Config struct {
 	// StompSSLCA is a CA bundle to verify the broker with. NEW. Default ""
 	// (system trust store).
 	StompSSLCA string `koanf:"stomp_ssl_ca"`
+	// StompSSLVerify checks the broker's certificate when TLS is on
+	// (stomp_ssl_* set). NEW. Default true; false skips the check and
+	// logs a warning naming this key (anyone on the path can then read
+	// and forge the traffic).
+	StompSSLVerify bool `koanf:"stomp_ssl_verify"`
 	// StompHeartbeat is the heart-beat interval offered, in ms. Default 0.
 	StompHeartbeat int `koanf:"stomp_heartbeat"`
 	// StompQueue, when set, is the only destination subscribed. Default "".
@@ -265,6 +270,10 @@ type Config struct {
 	AMQPSSLCrt string `koanf:"amqp_ssl_crt"`
 	// AMQPSSLKey is the client key (PEM path). NEW. Default "".
 	AMQPSSLKey string `koanf:"amqp_ssl_key"`
+	// AMQPSSLVerify checks the broker's certificate on amqps:// URLs.
+	// NEW. Default true; false skips the check and logs a warning naming
+	// this key.
+	AMQPSSLVerify bool `koanf:"amqp_ssl_verify"`
 
 	// ---- consumers and commands ----
 
@@ -329,6 +338,19 @@ type Config struct {
 	LogFormat string `koanf:"log_format"`
 	// LogLevel is debug, info, warn or error. NEW. Default "info".
 	LogLevel string `koanf:"log_level"`
+
+	// SpoolDir is where publishing through a broker (zmq_enabled false)
+	// keeps messages until the broker confirmed them, so a broker
+	// outage or a crash loses none (package spool). The bridge also
+	// takes it as the default of bridge.spool_dir. NEW. Default "" (off
+	// for the library).
+	SpoolDir string `koanf:"spool_dir"`
+	// SpoolMaxBytes bounds a spool file's messages. NEW. Default
+	// 268435456 (256 MiB).
+	SpoolMaxBytes int `koanf:"spool_max_bytes"`
+	// SpoolFull is what a full spool does: "block" (the publisher waits
+	// for room) or "drop-oldest" (counted, logged). NEW. Default "block".
+	SpoolFull string `koanf:"spool_full"`
 
 	// Extra holds the accepted keys that are not fields: consumer enable
 	// switches (any key ending in ".enabled", e.g.
@@ -405,11 +427,13 @@ func Default() *Config {
 		StompDelay:             0.1,
 		StompPort:              61613,
 		StompVhost:             "/",
+		StompSSLVerify:         true,
 
-		AMQPURL:      []string{},
-		AMQPExchange: "amq.topic",
-		AMQPPrefetch: 100,
-		AMQPFormat:   "fedmsg",
+		AMQPURL:       []string{},
+		AMQPExchange:  "amq.topic",
+		AMQPPrefetch:  100,
+		AMQPFormat:    "fedmsg",
+		AMQPSSLVerify: true,
 
 		IRCColorLookup: map[string]string{
 			"fas":      "light blue",
@@ -431,6 +455,9 @@ func Default() *Config {
 
 		LogFormat: "text",
 		LogLevel:  "info",
+
+		SpoolMaxBytes: 256 << 20,
+		SpoolFull:     "block",
 	}
 }
 

@@ -123,6 +123,7 @@ func TestDefaults(t *testing.T) {
 		"stomp_broker":              "",
 		"stomp_port":                61613,
 		"stomp_vhost":               "/",
+		"stomp_ssl_verify":          true,
 		"amqp_broker":               "",
 		"amqp_url":                  []string{},
 		"amqp_exchange":             "amq.topic",
@@ -132,6 +133,7 @@ func TestDefaults(t *testing.T) {
 		"amqp_ssl_ca":               "",
 		"amqp_ssl_crt":              "",
 		"amqp_ssl_key":              "",
+		"amqp_ssl_verify":           true,
 		"datagrepper_url":           "",
 		"skip_last_message":         false,
 		"status_directory":          "",
@@ -156,6 +158,9 @@ func TestDefaults(t *testing.T) {
 		"metrics_addr":                  "",
 		"log_format":                    "text",
 		"log_level":                     "info",
+		"spool_dir":                     "",
+		"spool_max_bytes":               256 << 20,
+		"spool_full":                    "block",
 	}
 	got := c.Map()
 	for k, w := range want {

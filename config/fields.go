@@ -188,7 +188,12 @@ func (p keyProblem) format(source string) error {
 	case p.unknown:
 		return invalidf("config: %s: unknown key %q%s", source, p.key, p.msg)
 	case p.want != "":
-		return invalidf("config: %s: key %q: want %s, got %s", source, p.key, p.want, describe(p.got))
+		got := describe(p.got)
+		if isSecretKey(p.key) {
+			// The type only: a numeric password would be printed whole.
+			got, _, _ = strings.Cut(got, " ")
+		}
+		return invalidf("config: %s: key %q: want %s, got %s", source, p.key, p.want, got)
 	default:
 		return invalidf("config: %s: key %q: %s", source, p.key, p.msg)
 	}
@@ -200,7 +205,7 @@ func describe(v any) string {
 	case nil:
 		return "null"
 	case string:
-		return "string " + quoteShort(t)
+		return "string " + quoteShort(redactURL(t))
 	case bool:
 		return "boolean " + strconv.FormatBool(t)
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:

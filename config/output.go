@@ -194,6 +194,13 @@ func (c *Config) Lookup(key string) (any, bool) {
 	return index(c.Map(), key, 0)
 }
 
+// LookupRedacted is Lookup on Redacted: what `fedmsg config --query`
+// prints, so a query reaching into a value (amqp_url.0, a map's
+// password) shows no more than the whole configuration would.
+func (c *Config) LookupRedacted(key string) (any, bool) {
+	return index(c.Redacted(), key, 0)
+}
+
 // index resolves path inside v. For a map it tries path as a whole key
 // first, then ever shorter dotted prefixes of it, so keys containing dots
 // are found.

@@ -106,6 +106,8 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("log_format", c.LogFormat, "text", "json")
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.intMin("spool_max_bytes", c.SpoolMaxBytes, 1024)
+	v.oneOf("spool_full", c.SpoolFull, "block", "drop-oldest")
 
 	if len(v.errs) == 0 {
 		return nil

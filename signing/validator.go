@@ -410,6 +410,7 @@ func (v *Validator) validateX509(ctx context.Context, env map[string]any, policy
 		if slices.Contains(allowed, ent.cn) {
 			return nil
 		}
+		//lint:ignore ST1005 fedmsg's routing-policy message, word for word
 		return fmt.Errorf("%w: Authorization/routing_policy error. Topic %q. Signer %q.", ErrRoutingPolicy, topic, ent.cn)
 	}
 	if nitpicky {

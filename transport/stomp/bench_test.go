@@ -3,9 +3,10 @@ package stomp
 import (
 	"context"
 	"fmt"
-	"github.com/gofedmsg/fedmsg/internal/sharedtest"
 	"testing"
 	"time"
+
+	"github.com/gofedmsg/fedmsg/internal/sharedtest"
 
 	gostomp "github.com/go-stomp/stomp/v3"
 	"github.com/gofedmsg/fedmsg/internal/brokertest"

@@ -235,7 +235,7 @@ func (e *env) publishAsync(t *testing.T, tr transport.Transport, batches ...[]*t
 			err := tr.Publish(ctx, b...)
 			cancel()
 			if err != nil {
-				return fmt.Errorf("Publish of %d message(s): %w", len(b), err)
+				return fmt.Errorf("transporttest: Publish of %d message(s): %w", len(b), err)
 			}
 		}
 		return nil
@@ -694,10 +694,10 @@ func testSenderOrdering(t *testing.T, e *env) {
 			k := min(1+i%7, n-i) // calls of 1 to 7 messages
 			p, err := s.Send(sendCtx, msgs[i:i+k]...)
 			if err != nil {
-				return fmt.Errorf("Send of messages %d..%d: %w", i, i+k-1, err)
+				return fmt.Errorf("transporttest: Send of messages %d..%d: %w", i, i+k-1, err)
 			}
 			if p == nil {
-				return fmt.Errorf("Send of messages %d..%d returned a nil Pending", i, i+k-1)
+				return fmt.Errorf("transporttest: Send of messages %d..%d returned a nil Pending", i, i+k-1)
 			}
 			pendings <- p
 			i += k

@@ -56,7 +56,7 @@ An optional bridge section tunes loop prevention and batching:
     max_hops: 4         # bridges a message may cross (negative: no limit)
     echo_window: 100000 # msg_ids of own publishes remembered (negative: off)
     dedup_window: 10000 # msg_ids each route remembers (negative: off)
-    max_batch: 256      # messages a route publishes at once
+    max_batch: 256      # most messages a route has unconfirmed at the sink
 
 An at-least-once route from a source that cannot redeliver (ZeroMQ) keeps
 each message it takes in a durable spool file until the sink confirmed

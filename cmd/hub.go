@@ -56,7 +56,8 @@ configuration's validate_signatures (CVE-2017-1000001); true or false
 overrides it for that consumer. file appends each accepted envelope as one
 JSON line; exec runs the command with the envelope on stdin (non-zero exit
 = failure); webhook POSTs it as application/json, retrying with backoff.
-A failed message is Nacked (redelivered on a queue); a rejected one
+A failed message is Nacked (redelivered on a queue) after a pause of 1s,
+doubling while failures repeat (at most 1m); a rejected one
 (bad signature, topic mismatch) is logged and acknowledged. SIGINT or
 SIGTERM finish the messages in hand (up to 10s) and exit 0. SIGHUP
 reloads the consumers, signature validation and log_level (a new

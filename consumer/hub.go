@@ -43,6 +43,13 @@ type Options struct {
 	// Run's ctx ended (default DefaultShutdownGrace); its handler's ctx is
 	// cancelled then.
 	ShutdownGrace time.Duration
+	// RedeliveryDelay is how long a message whose handler failed is held
+	// before it is handed back (Nack) to a transport that redelivers it,
+	// doubling while failures repeat up to MaxRedeliveryDelay; any success
+	// resets it (see redelivery.go). Defaults DefaultRedeliveryDelay and
+	// DefaultMaxRedeliveryDelay; a negative RedeliveryDelay hands back at
+	// once.
+	RedeliveryDelay, MaxRedeliveryDelay time.Duration
 
 	// StatusDirectory is status_directory: when set, each consumer's
 	// status file is kept under it (status.go, spec §8.4).
@@ -106,6 +113,12 @@ func New(consumers []Consumer, o Options) (*Hub, error) {
 	}
 	if o.Queue <= 0 {
 		o.Queue = DefaultQueue
+	}
+	if o.RedeliveryDelay == 0 {
+		o.RedeliveryDelay = DefaultRedeliveryDelay
+	}
+	if o.MaxRedeliveryDelay <= 0 {
+		o.MaxRedeliveryDelay = DefaultMaxRedeliveryDelay
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = DefaultShutdownGrace
@@ -240,19 +253,24 @@ func (h *Hub) Run(ctx context.Context, t transport.Transport) error {
 			r.work(ctx, hctx)
 		}()
 	}
+	var rd *redelivery
+	if h.opts.RedeliveryDelay > 0 && t.Capabilities().Redelivery {
+		rd = newRedelivery(h.opts.RedeliveryDelay, h.opts.MaxRedeliveryDelay)
+	}
 	h.setInitialized(true)
 	stopBacklogs := h.startBacklogs(ctx) // alongside live traffic (backlog.go)
-	runErr := h.read(ctx, ch)
+	runErr := h.read(ctx, ch, rd)
 	stopBacklogs()
 	h.setInitialized(false)
 	for _, r := range h.runners {
 		close(r.jobs)
 	}
 	wg.Wait()
+	rd.stop() // while the subscription still settles
 	return runErr
 }
 
-func (h *Hub) read(ctx context.Context, ch <-chan *transport.Delivery) error {
+func (h *Hub) read(ctx context.Context, ch <-chan *transport.Delivery, rd *redelivery) error {
 	for {
 		var d *transport.Delivery
 		var ok bool
@@ -277,7 +295,7 @@ func (h *Hub) read(ctx context.Context, ch <-chan *transport.Delivery) error {
 			settle(ctx, d, nil, h.log)
 			continue
 		}
-		s := &settlement{d: d, pending: len(targets), log: h.log}
+		s := &settlement{d: d, pending: len(targets), log: h.log, rd: rd}
 		for i, r := range targets {
 			r.act.queued() // before the send: the worker may take it at once
 			select {
@@ -374,6 +392,7 @@ func msgID(m *Message) any {
 type settlement struct {
 	d   *transport.Delivery
 	log *slog.Logger
+	rd  *redelivery // nil: a failed message is handed back at once
 
 	mu      sync.Mutex
 	pending int
@@ -388,9 +407,17 @@ func (s *settlement) done(ctx context.Context, err error) {
 	s.pending--
 	last, cause := s.pending == 0, s.cause
 	s.mu.Unlock()
-	if last {
-		settle(ctx, s.d, cause, s.log)
+	if !last {
+		return
 	}
+	switch {
+	case cause == nil:
+		s.rd.succeeded()
+	case s.rd != nil && !errors.Is(cause, errShutdown):
+		s.rd.handBack(ctx, s, cause)
+		return
+	}
+	settle(ctx, s.d, cause, s.log)
 }
 
 func settle(ctx context.Context, d *transport.Delivery, cause error, log *slog.Logger) {

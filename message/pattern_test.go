@@ -315,6 +315,10 @@ func pyFnmatch(t *testing.T, pattern, topic string) bool {
 						res.WriteString("-") // a range between the chunks' ends
 					}
 					for _, r := range ch {
+						if r == '-' { // a literal hyphen inside a chunk, as Python escapes it
+							res.WriteString(`\-`)
+							continue
+						}
 						res.WriteString(lit(r))
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -291,6 +292,11 @@ func (t *Transport) receive(ctx context.Context, socks []*zmq4.Socket, endpoints
 			return
 		default:
 		}
+		// Let the goroutines this loop just handed messages to run before
+		// the blocking poll below: a goroutine readied on this P would
+		// otherwise wait for the scheduler to take the P back from the
+		// cgo call, which adds up to milliseconds of latency (p99).
+		runtime.Gosched()
 		polled, err := poller.Poll(pollInterval)
 		if err != nil {
 			if zmq4.AsErrno(err) == zmq4.ETERM {

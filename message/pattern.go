@@ -3,6 +3,7 @@ package message
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -107,15 +108,14 @@ func CompilePattern(s string) (Pattern, error) {
 
 // parseClass reads a class whose '[' precedes rs[i]. It returns the token
 // and the index after the closing ']', or ok false when there is none (then
-// the '[' is a literal), following fnmatch.translate.
+// the '[' is a literal), following fnmatch.translate (Python 3.11) to the
+// letter, quirks included: see classChunks.
 func parseClass(rs []rune, i int) (tok token, next int, ok bool) {
 	tok.kind = tokClass
 	j := i
 	if j < len(rs) && rs[j] == '!' {
-		tok.negate = true
 		j++
 	}
-	start := j
 	if j < len(rs) && rs[j] == ']' {
 		j++ // a ']' first is a member
 	}
@@ -125,21 +125,71 @@ func parseClass(rs []rune, i int) (tok token, next int, ok bool) {
 	if j >= len(rs) {
 		return token{}, 0, false
 	}
-	members := rs[start:j]
-	// A '-' between two members makes a range; a '-' first, last or right
-	// after a range is a literal. A reversed range matches nothing.
-	for k := 0; k < len(members); {
-		if k+2 < len(members) && members[k+1] == '-' {
-			if lo, hi := members[k], members[k+2]; lo <= hi {
-				tok.ranges = append(tok.ranges, runeRange{lo, hi})
+	chunks := classChunks(rs, i, j)
+	// Negation is read after reversed ranges are gone, as Python does:
+	// "[0- !]" loses "0- " and is left with "!", which matches anything.
+	if len(chunks[0]) > 0 && chunks[0][0] == '!' {
+		tok.negate = true
+		chunks[0] = chunks[0][1:]
+	}
+	// Between two chunks is a range from the last character of one to the
+	// first of the next; every other character is a member, '-' included.
+	for k, ch := range chunks {
+		for x, r := range ch {
+			switch {
+			case x == 0 && k > 0:
+				// the upper end of the range before
+			case x == len(ch)-1 && k < len(chunks)-1:
+				tok.ranges = append(tok.ranges, runeRange{r, chunks[k+1][0]})
+			default:
+				tok.ranges = append(tok.ranges, runeRange{r, r})
 			}
-			k += 3
-			continue
 		}
-		tok.ranges = append(tok.ranges, runeRange{members[k], members[k]})
-		k++
 	}
 	return tok, j + 1, true
+}
+
+// classChunks splits the class text rs[i:j] where a '-' makes a range, as
+// fnmatch.translate does: a '-' right after the start (or after the '!'),
+// or within two characters after a range's '-', is a member; a trailing
+// '-' is a member; and a reversed range is removed together with its two
+// ends, the text around it joined (so "0- !" becomes "!").
+func classChunks(rs []rune, i, j int) [][]rune {
+	if !slices.Contains(rs[i:j], '-') {
+		return [][]rune{slices.Clone(rs[i:j])}
+	}
+	var chunks [][]rune
+	k := i + 1
+	if rs[i] == '!' {
+		k = i + 2
+	}
+	for {
+		h := -1
+		for x := k; x < j; x++ {
+			if rs[x] == '-' {
+				h = x
+				break
+			}
+		}
+		if h < 0 {
+			break
+		}
+		chunks = append(chunks, slices.Clone(rs[i:h]))
+		i, k = h+1, h+3
+	}
+	if rest := rs[i:j]; len(rest) > 0 {
+		chunks = append(chunks, slices.Clone(rest))
+	} else {
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], '-')
+	}
+	for k := len(chunks) - 1; k > 0; k-- {
+		prev := chunks[k-1]
+		if prev[len(prev)-1] > chunks[k][0] {
+			chunks[k-1] = append(slices.Clone(prev[:len(prev)-1]), chunks[k][1:]...)
+			chunks = slices.Delete(chunks, k, k+1)
+		}
+	}
+	return chunks
 }
 
 // Match reports whether topic is selected by p.

@@ -671,6 +671,21 @@ func (b *Bridge) publish(ctx context.Context, r *route, batch []outgoing) error 
 	return b.settle(ctx, r, batch, r.dst.Publish(ctx, messagesOf(batch)...))
 }
 
+// settleWindows ends the pending entries batch holds in the duplicate and
+// echo windows: kept when its messages went out (or are as good as out),
+// removed when they did not, so a later copy is not taken for one.
+func (b *Bridge) settleWindows(r *route, batch []outgoing, out bool) {
+	for _, o := range batch {
+		if out {
+			r.seen.confirm(o.id)
+			b.echoes.confirm(o.echo)
+		} else {
+			r.seen.remove(o.id, o.seenTok)
+			b.echoes.remove(o.echo, o.echoTok)
+		}
+	}
+}
+
 // settle settles every delivery of batch by err, the outcome of publishing
 // it. Only a condition that ends the route is returned.
 func (b *Bridge) settle(ctx context.Context, r *route, batch []outgoing, err error) error {
@@ -685,15 +700,7 @@ func (b *Bridge) settle(ctx context.Context, r *route, batch []outgoing, err err
 		}
 		return nil
 	}
-	for _, o := range batch {
-		if err == nil {
-			r.seen.confirm(o.id)
-			b.echoes.confirm(o.echo)
-		} else {
-			r.seen.remove(o.id, o.seenTok)
-			b.echoes.remove(o.echo, o.echoTok)
-		}
-	}
+	b.settleWindows(r, batch, err == nil)
 	n := uint64(len(batch))
 	switch {
 	case err == nil:

@@ -238,18 +238,10 @@ func (b *Bridge) spoolBatch(ctx context.Context, r *route, batch []outgoing) err
 		}
 		return nil
 	}
-	for _, o := range batch {
-		if err == nil {
-			// Spooled is as good as forwarded for the windows: the
-			// message will be published, and its echo or a duplicate
-			// must be recognised from now on.
-			r.seen.confirm(o.id)
-			b.echoes.confirm(o.echo)
-		} else {
-			r.seen.remove(o.id, o.seenTok)
-			b.echoes.remove(o.echo, o.echoTok)
-		}
-	}
+	// Spooled is as good as forwarded for the windows: the message will
+	// be published, and its echo or a duplicate must be recognised from
+	// now on.
+	b.settleWindows(r, batch, err == nil)
 	n := uint64(len(batch))
 	switch {
 	case err == nil:

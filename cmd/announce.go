@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ const (
 
 func newAnnounceCmd(e *env) *cobra.Command {
 	var link string
+	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "announce",
 		Short: "Publish an announcement read from stdin through the relay",
@@ -37,14 +39,15 @@ announcements only from that certificate.`,
   fedmsg announce --link https://status.fedoraproject.org/ < outage.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runAnnounce(c, e, link)
+			return runAnnounce(c, e, link, timeout)
 		},
 	}
 	c.Flags().StringVar(&link, "link", "", "a `URL` to send along in the body's \"link\" (null without it)")
+	addPublishTimeoutFlag(c, &timeout)
 	return c
 }
 
-func runAnnounce(c *cobra.Command, e *env, link string) error {
+func runAnnounce(c *cobra.Command, e *env, link string, timeout time.Duration) error {
 	cfg, log, done, err := prepare(c, e)
 	if err != nil || done {
 		return err
@@ -54,7 +57,7 @@ func runAnnounce(c *cobra.Command, e *env, link string) error {
 	if c.Flags().Changed("link") {
 		l = link
 	}
-	return publishActive(c.Context(), cfg, log, announceTopic, announceModname, announceBody(e.stdin, l))
+	return publishActive(c.Context(), cfg, log, announceTopic, announceModname, announceBody(e.stdin, l), timeout)
 }
 
 // announceBody yields the one body fedmsg-announce sends. stdin is read

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,8 +17,9 @@ import (
 const dgReplayExitStatus = 2
 
 type dgReplayFlags struct {
-	msgID string
-	url   string
+	msgID   string
+	url     string
+	timeout time.Duration
 }
 
 func newDgReplayCmd(e *env) *cobra.Command {
@@ -47,6 +49,7 @@ Broadcasting and OK. A reply other than 200 prints
 	fs := c.Flags()
 	fs.StringVar(&f.msgID, "msg-id", "", "the msg_id (`ID`) of the message to publish again (required)")
 	fs.StringVar(&f.url, "datagrepper-url", datagrepper.DefaultURL, "datagrepper's root `URL`; when not given, datagrepper_url if set")
+	addPublishTimeoutFlag(c, &f.timeout)
 	return c
 }
 
@@ -91,7 +94,7 @@ func runDgReplay(c *cobra.Command, e *env, f dgReplayFlags) error {
 		cfg.CertPrefix = "shell"
 	}
 	one := func(yield func(loggerBody) bool) { yield(loggerBody{msg: env["msg"]}) }
-	if err := publishActive(ctx, cfg, log, sub, modname, one); err != nil {
+	if err := publishActive(ctx, cfg, log, sub, modname, one, f.timeout); err != nil {
 		return fmt.Errorf("dg-replay: %w", err)
 	}
 	if ctx.Err() != nil {

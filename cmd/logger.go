@@ -3,6 +3,7 @@ package cmd
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,20 @@ type loggerFlags struct {
 	topic      string
 	modname    string
 	certPrefix string
+	timeout    time.Duration
+}
+
+// defaultPublishTimeout bounds each publish of the one-shot commands
+// (logger, announce, dg-replay). Daemons retry a broker for ever; a
+// command run from a shell or cron must end and say why.
+const defaultPublishTimeout = 30 * time.Second
+
+// addPublishTimeoutFlag adds --timeout to a command that publishes once
+// and exits.
+func addPublishTimeoutFlag(c *cobra.Command, d *time.Duration) {
+	c.Flags().DurationVar(d, "timeout", defaultPublishTimeout,
+		"give up, exit 1 and print the last connection failure when a message is not published within `DURATION` "+
+			"(the broker is unreachable or refuses the connection); 0 waits until interrupted")
 }
 
 func newLoggerCmd(e *env) *cobra.Command {
@@ -50,6 +65,7 @@ func newLoggerCmd(e *env) *cobra.Command {
 	fs.StringVar(&f.topic, "topic", "log", "topic suffix after the modname")
 	fs.StringVar(&f.modname, "modname", "logger", "module name, the topic part after the environment")
 	fs.StringVar(&f.certPrefix, "cert-prefix", "shell", "certificate prefix used when sign_messages is true")
+	addPublishTimeoutFlag(c, &f.timeout)
 	return c
 }
 
@@ -65,13 +81,15 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 	if err != nil {
 		return usage(err)
 	}
-	return publishActive(c.Context(), cfg, log, f.topic, f.modname, bodies)
+	return publishActive(c.Context(), cfg, log, f.topic, f.modname, bodies, f.timeout)
 }
 
 // publishActive publishes each of bodies on <topic_prefix>.<environment>.
-// <modname>.<topic> through the relay at relay_inbound, as fedmsg-logger
-// and fedmsg-announce do; a signal ends it at once with a clean exit.
-func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, topic, modname string, bodies func(func(loggerBody) bool)) error {
+// <modname>.<topic> through the relay at relay_inbound (or the broker
+// with zmq_enabled false), as fedmsg-logger and fedmsg-announce do; a
+// signal ends it at once with a clean exit. A publish not done within
+// timeout (0: no bound) fails the command.
+func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, topic, modname string, bodies func(func(loggerBody) bool), timeout time.Duration) error {
 	cfg.Active = true // these commands always publish through the relay
 	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
 	if err != nil {
@@ -87,7 +105,7 @@ func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, to
 	}()
 	// stdin may block forever; a signal must still end the command at once.
 	errc := make(chan error, 1)
-	go func() { errc <- publishBodies(ctx, fc, bodies, topic, modname) }()
+	go func() { errc <- publishBodies(ctx, fc, bodies, topic, modname, timeout) }()
 	select {
 	case err := <-errc:
 		return err
@@ -96,12 +114,12 @@ func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, to
 	}
 }
 
-func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(loggerBody) bool), topic, modname string) error {
+func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(loggerBody) bool), topic, modname string, timeout time.Duration) error {
 	for body := range bodies {
 		if body.err != nil {
 			return usage(body.err)
 		}
-		if err := fc.Publish(ctx, topic, modname, body.msg); err != nil {
+		if err := publishWithin(ctx, fc, topic, modname, body.msg, timeout); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -110,6 +128,24 @@ func publishBodies(ctx context.Context, fc *fedmsg.Context, bodies func(func(log
 	}
 	return nil
 }
+
+// publishWithin is fc.Publish bounded by timeout (0: by ctx alone). The
+// transport's error already names the endpoint and its last failure (a
+// refused connection, a certificate the broker's CA did not sign, ...).
+func publishWithin(ctx context.Context, fc *fedmsg.Context, topic, modname string, msg any, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errPublishTimeout)
+		defer cancel()
+	}
+	err := fc.Publish(ctx, topic, modname, msg)
+	if err != nil && errors.Is(context.Cause(ctx), errPublishTimeout) {
+		return fmt.Errorf("not published within --timeout %s: %w", timeout, err)
+	}
+	return err
+}
+
+var errPublishTimeout = errors.New("publish timed out")
 
 type loggerBody struct {
 	msg any

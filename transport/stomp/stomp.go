@@ -310,7 +310,7 @@ func (t *Transport) current() *conn {
 func (t *Transport) waitConn(ctx context.Context) (*conn, error) {
 	for {
 		t.mu.Lock()
-		closed, c, ch, last := t.closed, t.conn, t.connCh, t.lastErr
+		closed, c, ch := t.closed, t.conn, t.connCh
 		t.mu.Unlock()
 		if closed {
 			return nil, fmt.Errorf("stomp: %w", transport.ErrClosed)
@@ -321,6 +321,10 @@ func (t *Transport) waitConn(ctx context.Context) (*conn, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			// The failure of the latest attempt, made while we waited.
+			t.mu.Lock()
+			last := t.lastErr
+			t.mu.Unlock()
 			if last != nil {
 				return nil, fmt.Errorf("stomp: %w (%w): last failure: %w", transport.ErrNotConnected, ctx.Err(), last)
 			}

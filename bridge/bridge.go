@@ -388,20 +388,12 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 		default:
 		}
 		room := b.opts.MaxBatch - f.messages
+		in := src
 		if room <= 0 {
 			// As many messages in flight as allowed: only a
-			// confirmation lets the route go on.
-			select {
-			case <-b.stop:
-				return nil
-			case <-ctx.Done():
-				return nil
-			case <-f.oldestDone():
-				if err := f.settleOldest(b, ctx, r); err != nil {
-					return err
-				}
-			}
-			continue
+			// confirmation lets the route go on (a nil channel is
+			// never ready).
+			in = nil
 		}
 		var first *transport.Delivery
 		select {
@@ -414,31 +406,13 @@ func (b *Bridge) runRoute(ctx context.Context, r *route, src <-chan *transport.D
 				return err
 			}
 			continue
-		case d, ok := <-src:
+		case d, ok := <-in:
 			if !ok {
 				return b.sourceEnded(ctx, r)
 			}
 			first = d
 		}
-		batch := b.take(ctx, r, first, f.newBatch(b.opts.MaxBatch))
-		// Then whatever else is already waiting, without waiting for
-		// more: at a low rate a batch is one message and nothing is
-		// delayed; under load batches grow and the sink's
-		// confirmations overlap instead of each costing a round trip.
-		ended := false
-	fill:
-		for taken := 1; taken < room; taken++ {
-			select {
-			case d, ok := <-src:
-				if !ok {
-					ended = true
-					break fill
-				}
-				batch = b.take(ctx, r, d, batch)
-			default:
-				break fill
-			}
-		}
+		batch, ended := b.takeWaiting(ctx, r, src, first, f.newBatch(b.opts.MaxBatch), room)
 		if len(batch) > 0 {
 			if err := f.send(b, ctx, r, batch); err != nil {
 				return err
@@ -587,6 +561,27 @@ type outgoing struct {
 
 // take decides what becomes of d: settled at once (filtered, a loop, a
 // duplicate, an invalid signature) or appended to batch for publishing.
+// takeWaiting takes first, then whatever else src already holds, up to
+// limit deliveries in all, without waiting for more: at a low rate a
+// batch is one message and nothing is delayed; under load batches grow
+// and the sink's confirmations overlap instead of each costing a round
+// trip. ended reports that src closed.
+func (b *Bridge) takeWaiting(ctx context.Context, r *route, src <-chan *transport.Delivery, first *transport.Delivery, batch []outgoing, limit int) (_ []outgoing, ended bool) {
+	batch = b.take(ctx, r, first, batch)
+	for taken := 1; taken < limit; taken++ {
+		select {
+		case d, ok := <-src:
+			if !ok {
+				return batch, true
+			}
+			batch = b.take(ctx, r, d, batch)
+		default:
+			return batch, false
+		}
+	}
+	return batch, false
+}
+
 func (b *Bridge) take(ctx context.Context, r *route, d *transport.Delivery, batch []outgoing) []outgoing {
 	r.stats.received.Add(1)
 	m := d.Message

@@ -197,21 +197,7 @@ func (b *Bridge) intake(ctx context.Context, r *route, src <-chan *transport.Del
 			}
 			first = d
 		}
-		batch := b.take(ctx, r, first, make([]outgoing, 0, 16))
-		ended := false
-	fill:
-		for taken := 1; taken < b.opts.MaxBatch; taken++ {
-			select {
-			case d, ok := <-src:
-				if !ok {
-					ended = true
-					break fill
-				}
-				batch = b.take(ctx, r, d, batch)
-			default:
-				break fill
-			}
-		}
+		batch, ended := b.takeWaiting(ctx, r, src, first, make([]outgoing, 0, 16), b.opts.MaxBatch)
 		if len(batch) > 0 {
 			if err := b.spoolBatch(actx, r, batch); err != nil {
 				return err

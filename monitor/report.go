@@ -78,24 +78,23 @@ func (r Report) Encode() []byte {
 	w := &pyWriter{b: make([]byte, 0, 256+256*len(r.Consumers))}
 	w.raw("{")
 	w.key("consumers", true)
+	writeList(w, r.Consumers, w.consumer)
+	w.key("producers", false)
+	writeList(w, r.Producers, w.producer)
+	w.raw("}")
+	return w.b
+}
+
+// writeList writes items as a JSON list, each written by one.
+func writeList[T any](w *pyWriter, items []T, one func(T)) {
 	w.raw("[")
-	for i, c := range r.Consumers {
+	for i, it := range items {
 		if i > 0 {
 			w.raw(", ")
 		}
-		w.consumer(c)
+		one(it)
 	}
 	w.raw("]")
-	w.key("producers", false)
-	w.raw("[")
-	for i, p := range r.Producers {
-		if i > 0 {
-			w.raw(", ")
-		}
-		w.producer(p)
-	}
-	w.raw("]}")
-	return w.b
 }
 
 // pyWriter appends json.dumps-style JSON: ", " between items, ": "
@@ -154,14 +153,7 @@ func (w *pyWriter) consumer(c Consumer) {
 	if len(c.Topic) == 1 {
 		w.str(c.Topic[0])
 	} else {
-		w.raw("[")
-		for i, t := range c.Topic {
-			if i > 0 {
-				w.raw(", ")
-			}
-			w.str(t)
-		}
-		w.raw("]")
+		writeList(w, c.Topic, w.str)
 	}
 	w.key("initialized", false)
 	w.boolean(c.Initialized)
@@ -176,14 +168,8 @@ func (w *pyWriter) consumer(c Consumer) {
 	w.key("headcount_in", false)
 	w.uint(c.HeadcountIn)
 	w.key("times", false)
-	w.raw("[")
-	for i, d := range c.Times {
-		if i > 0 {
-			w.raw(", ")
-		}
-		w.seconds(d, false)
-	}
-	w.raw("]}")
+	writeList(w, c.Times, func(d time.Duration) { w.seconds(d, false) })
+	w.raw("}")
 }
 
 func (w *pyWriter) producer(p Producer) {

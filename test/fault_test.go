@@ -158,6 +158,22 @@ func checkAtLeastOnce(t *testing.T, ta *tally, crashes int, br *watchedBridge) {
 	}
 }
 
+// finishAtLeastOnce ends an at-least-once scenario: it waits up to
+// within for all of the queue source's messages at the sink, stops br
+// (whose peak memory so far is peak) cleanly, checks that nothing was
+// lost, duplicates stayed within crashes rounds and memory within the
+// bound, and records the row.
+func finishAtLeastOnce(t *testing.T, q *queueSource, br *watchedBridge, peak int64, within time.Duration, crashes int, scenario string, start time.Time, note string) {
+	t.Helper()
+	q.ta.waitDistinct(q.ta.n, within)
+	q.ta.settle(2 * time.Second)
+	peak = max(peak, br.stopClean(t))
+	checkAtLeastOnce(t, q.ta, crashes, br)
+	checkRSS(t, peak)
+	recv, lost, dups := q.ta.counts()
+	recordFault(t, faultResult{scenario, "at-least-once", q.ta.n, recv, lost, dups, peak, time.Since(start), note})
+}
+
 func checkRSS(t *testing.T, peak int64) {
 	t.Helper()
 	if peak > faultRSSBound {
@@ -195,14 +211,8 @@ func faultRabbitKillQueue(t *testing.T) {
 	}
 	restartRabbitMQ(t)
 	t.Logf("RabbitMQ killed with %d of %d at the sink, back after %v", at, n, time.Since(start).Round(time.Millisecond))
-	q.ta.waitDistinct(n, 60*time.Second)
-	q.ta.settle(2 * time.Second)
-	peak := br.stopClean(t)
-	checkAtLeastOnce(t, q.ta, 1, br)
-	checkRSS(t, peak)
-	recv, lost, dups := q.ta.counts()
-	recordFault(t, faultResult{"RabbitMQ SIGKILL + restart (source: durable queue → ActiveMQ STOMP)", "at-least-once",
-		n, recv, lost, dups, peak, time.Since(start), fmt.Sprintf("killed at %d received", at)})
+	finishAtLeastOnce(t, q, br, 0, 60*time.Second, 1, "RabbitMQ SIGKILL + restart (source: durable queue → ActiveMQ STOMP)", start,
+		fmt.Sprintf("killed at %d received", at))
 }
 
 // 1b. RabbitMQ, the sink, crashes while the bridge carries the ZeroMQ bus
@@ -314,14 +324,8 @@ func faultActiveMQKill(t *testing.T) {
 	}
 	brokertest.Start(t, brokertest.ActiveMQSTOMP)
 	t.Logf("ActiveMQ killed with %d of %d at the sink, back after %v", at, n, time.Since(start).Round(time.Millisecond))
-	q.ta.waitDistinct(n, 60*time.Second)
-	q.ta.settle(2 * time.Second)
-	peak := br.stopClean(t)
-	checkAtLeastOnce(t, q.ta, 1, br)
-	checkRSS(t, peak)
-	recv, lost, dups := q.ta.counts()
-	recordFault(t, faultResult{"ActiveMQ SIGKILL + restart (durable queue → ActiveMQ STOMP)", "at-least-once",
-		n, recv, lost, dups, peak, time.Since(start), fmt.Sprintf("killed at %d received", at)})
+	finishAtLeastOnce(t, q, br, 0, 60*time.Second, 1, "ActiveMQ SIGKILL + restart (durable queue → ActiveMQ STOMP)", start,
+		fmt.Sprintf("killed at %d received", at))
 }
 
 // 3. The bridge itself crashes (SIGKILL) mid-stream and is started
@@ -348,14 +352,8 @@ func faultBridgeKill(t *testing.T) {
 		t.Fatalf("all %d messages crossed before the bridge was killed: nothing tested", n)
 	}
 	second := startWatchedBridge(b, "--config", cfg)
-	q.ta.waitDistinct(n, 30*time.Second)
-	q.ta.settle(2 * time.Second)
-	peak = max(peak, second.stopClean(t))
-	checkAtLeastOnce(t, q.ta, 1, second)
-	checkRSS(t, peak)
-	recv, lost, dups := q.ta.counts()
-	recordFault(t, faultResult{"bridge SIGKILL + restart (durable queue → RabbitMQ AMQP)", "at-least-once",
-		n, recv, lost, dups, peak, time.Since(start), fmt.Sprintf("killed at %d received", at)})
+	finishAtLeastOnce(t, q, second, peak, 30*time.Second, 1, "bridge SIGKILL + restart (durable queue → RabbitMQ AMQP)", start,
+		fmt.Sprintf("killed at %d received", at))
 }
 
 // 4. STOMP failover: one stomp_uri lists RabbitMQ then ActiveMQ; RabbitMQ
@@ -469,15 +467,8 @@ func faultProxyStallCut(t *testing.T) {
 	if atCut >= n {
 		t.Errorf("every message had crossed before the cut: the cut hit an idle connection")
 	}
-	q.ta.waitDistinct(n, 30*time.Second)
-	q.ta.settle(2 * time.Second)
-	peak := br.stopClean(t)
-	checkAtLeastOnce(t, q.ta, 2, br)
-	checkRSS(t, peak)
-	recv, lost, dups := q.ta.counts()
-	recordFault(t, faultResult{"TCP proxy stalls then cuts bridge ↔ ActiveMQ (durable queue → STOMP)", "at-least-once",
-		n, recv, lost, dups, peak, time.Since(start),
-		fmt.Sprintf("stalled at %d received, left after %v (heart-beat %v); cut at %d", at, detected.Round(10*time.Millisecond), heartbeat, atCut)})
+	finishAtLeastOnce(t, q, br, 0, 30*time.Second, 2, "TCP proxy stalls then cuts bridge ↔ ActiveMQ (durable queue → STOMP)", start,
+		fmt.Sprintf("stalled at %d received, left after %v (heart-beat %v); cut at %d", at, detected.Round(10*time.Millisecond), heartbeat, atCut))
 }
 
 // 6. A sink slower than the publisher: the ZeroMQ bus into ActiveMQ

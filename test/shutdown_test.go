@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -81,43 +82,103 @@ func TestSIGTERMMidStreamLosesNothingOnAnAtLeastOnceRoute(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
 	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
+	topic := prefix + ".dev.shutdown.m"
 	srcX, dstX := privateExchange(t), privateExchange(t)
 	queue, qch := durableQueue(t, srcX, prefix+".#")
-	sink := plainAMQPConsumerOn(t, rabbitURL(), dstX, "#")
+	sink := amqpReceived(plainAMQPConsumerOn(t, rabbitURL(), dstX, "#"))
 
-	topic := prefix + ".dev.shutdown.m"
-	bodies := make([][]byte, n)
-	for i := range bodies {
-		bodies[i] = fmt.Appendf(nil, `{"msg":{"n":%d},"msg_id":"%s-%05d","topic":"%s"}`, i, prefix, i, topic)
-	}
+	bodies := shutdownBodies(prefix, topic, n)
 	publishConfirmed(t, srcX, topic, bodies)
 
-	cfgPath := writeConfig(t, b, "bridge.yaml", fmt.Sprintf(`transports:
+	sigtermMidStream(t, b, topic, bodies, midStreamRoute{
+		cfg: fmt.Sprintf(`transports:
   src: {kind: amqp, amqp_url: [%s], amqp_exchange: %s, amqp_queue: %s, amqp_prefetch: 1000}
   dst: {kind: amqp, amqp_url: [%s], amqp_exchange: %s}
 routes:
   - {name: queue-to-exchange, from: src, to: dst, topics: ["%s."], delivery: at-least-once}
-`, rabbitURL(), srcX, queue, rabbitURL(), dstX, prefix))
+`, rabbitURL(), srcX, queue, rabbitURL(), dstX, prefix),
+		sink:    sink,
+		backlog: queueBacklog(t, qch, queue),
+	})
+}
 
-	seen := make(map[string]int, n)
-	receive := func(d amqp.Delivery) {
+// midStreamRoute is one at-least-once route for sigtermMidStream.
+type midStreamRoute struct {
+	cfg     string          // the bridge's YAML
+	sink    <-chan received // what a plain client of the sink receives
+	backlog func() int      // messages now waiting in the source queue
+}
+
+// sigtermMidStream starts a bridge on r while every body (each with a
+// distinct msg_id, all on topic) waits in the source queue, sends it
+// SIGTERM once a tenth of them reached the sink, starts it again,
+// and checks that every body reached the sink at least once, byte for
+// byte and on its topic, and that the first run exited 0 within the
+// shutdown bound.
+func sigtermMidStream(t *testing.T, b *bus, topic string, bodies [][]byte, r midStreamRoute) {
+	t.Helper()
+	n := len(bodies)
+	want := make(map[string][]byte, n)
+	ids := make([]string, n)
+	for i, body := range bodies {
 		var env struct {
 			MsgID string `json:"msg_id"`
 		}
-		if err := json.Unmarshal(d.Body, &env); err != nil || !strings.HasPrefix(env.MsgID, prefix+"-") {
-			t.Fatalf("the sink got a message that was never sent: %.200s", d.Body)
+		if err := json.Unmarshal(body, &env); err != nil || env.MsgID == "" {
+			t.Fatalf("test body %d has no msg_id: %s", i, body)
+		}
+		want[env.MsgID], ids[i] = body, env.MsgID
+	}
+	cfgPath := writeConfig(t, b, "bridge.yaml", r.cfg)
+
+	seen := make(map[string]int, n)
+	receive := func(m received, open bool) {
+		if !open {
+			t.Fatal("the plain client of the sink lost its connection")
+		}
+		var env struct {
+			MsgID string `json:"msg_id"`
+		}
+		_ = json.Unmarshal(m.body, &env)
+		w, ok := want[env.MsgID]
+		if !ok {
+			t.Fatalf("the sink got a message that was never sent (topic %q): %.200s", m.topic, m.body)
+		}
+		if !bytes.Equal(m.body, w) {
+			t.Fatalf("message %s changed on the way:\n got %s\nwant %s", env.MsgID, m.body, w)
+		}
+		if m.topic != topic {
+			t.Fatalf("message %s arrived on topic %q, want %q", env.MsgID, m.topic, topic)
 		}
 		seen[env.MsgID]++
 	}
-
-	// First run: SIGTERM as soon as the first message reaches the sink.
-	first := b.start("bridge", "--config", cfgPath)
-	select {
-	case d := <-sink:
-		receive(d)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("nothing reached the sink within 30s; bridge stderr:\n%s", first.stderr.String())
+	// drain reads the sink until it has been quiet for a second.
+	drain := func() {
+		for {
+			select {
+			case m, ok := <-r.sink:
+				receive(m, ok)
+			case <-time.After(time.Second):
+				return
+			}
+		}
 	}
+
+	// First run: SIGTERM once a tenth of the messages reached the sink.
+	// The stream is then in full flow, batches in flight at both ends
+	// (the first message alone may come before the source has pushed
+	// more), and most of it still to come.
+	first := b.start("bridge", "--config", cfgPath)
+	running := time.After(30 * time.Second)
+	for len(seen) < n/10 {
+		select {
+		case m, ok := <-r.sink:
+			receive(m, ok)
+		case <-running:
+			t.Fatalf("%d of %d messages reached the sink within 30s; bridge stderr:\n%s", len(seen), n, first.stderr.String())
+		}
+	}
+	atSIGTERM := len(seen)
 	start := time.Now()
 	code := first.stopWithin(t, syscall.SIGTERM, shutdownBound+5*time.Second)
 	took := time.Since(start)
@@ -130,60 +191,76 @@ routes:
 	if !strings.Contains(first.stderr.String(), "draining in-flight messages") {
 		t.Errorf("the bridge did not say it was draining; stderr:\n%s", first.stderr.String())
 	}
-	// What the first run forwarded, and what it left in the queue.
-	for drained := false; !drained; {
-		select {
-		case d := <-sink:
-			receive(d)
-		case <-time.After(time.Second):
-			drained = true
-		}
-	}
-	afterFirst := len(seen)
-	q, err := qch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("first run: exited %d after %v, %d distinct messages at the sink, %d left in the queue", code, took.Round(time.Millisecond), afterFirst, q.Messages)
+	drain()
+	afterFirst, left := len(seen), r.backlog()
+	t.Logf("first run: SIGTERM at %d received, exited %d after %v, %d distinct messages at the sink, %d left in the source queue",
+		atSIGTERM, code, took.Round(time.Millisecond), afterFirst, left)
 	if afterFirst >= n {
 		t.Fatalf("the bridge forwarded all %d messages before SIGTERM took effect: the stream was not interrupted, nothing tested", n)
 	}
-	if afterFirst+q.Messages < n {
-		t.Fatalf("after the first run: %d at the sink + %d in the queue < %d sent: messages lost (acked without reaching the sink)", afterFirst, q.Messages, n)
+	if afterFirst+left < n {
+		t.Fatalf("after the first run: %d at the sink + %d in the source queue < %d sent: messages lost (acked without reaching the sink)", afterFirst, left, n)
 	}
 
 	// Second run: everything else arrives.
+	restarted := time.Now()
 	second := b.start("bridge", "--config", cfgPath)
 	deadline := time.After(60 * time.Second)
 	for len(seen) < n {
 		select {
-		case d := <-sink:
-			receive(d)
+		case m, ok := <-r.sink:
+			receive(m, ok)
 		case <-deadline:
 			t.Fatalf("after the restart only %d of %d messages reached the sink within 60s; bridge stderr:\n%s", len(seen), n, second.stderr.String())
 		}
 	}
-	// Copies still on their way.
-	for quiet := false; !quiet; {
-		select {
-		case d := <-sink:
-			receive(d)
-		case <-time.After(time.Second):
-			quiet = true
-		}
-	}
+	restTook := time.Since(restarted)
+	drain() // copies still on their way
 	dups := 0
-	for i := range n {
-		c := seen[fmt.Sprintf("%s-%05d", prefix, i)]
+	for i, id := range ids {
+		c := seen[id]
 		if c == 0 {
-			t.Errorf("message %d never reached the sink", i)
+			t.Errorf("message %d (%s) never reached the sink", i, id)
 		}
 		dups += max(c-1, 0)
 	}
-	t.Logf("all %d messages arrived; %d duplicates (redelivered after the SIGTERM)", n, dups)
+	t.Logf("all %d messages arrived (the last %d within %v of the restart); %d duplicates (redelivered after the SIGTERM)",
+		n, n-afterFirst, restTook.Round(time.Millisecond), dups)
 	if code := second.stopWithin(t, syscall.SIGINT, shutdownBound+5*time.Second); code != 0 {
 		t.Errorf("the restarted bridge exited %d on SIGINT, want 0; stderr:\n%s", code, second.stderr.String())
 	}
+}
+
+// shutdownBodies returns n envelopes on topic, msg_ids <prefix>-00000...
+func shutdownBodies(prefix, topic string, n int) [][]byte {
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = fmt.Appendf(nil, `{"msg":{"n":%d},"msg_id":"%s-%05d","topic":"%s"}`, i, prefix, i, topic)
+	}
+	return bodies
+}
+
+// queueBacklog returns how many messages queue holds now.
+func queueBacklog(t *testing.T, ch *amqp.Channel, queue string) func() int {
+	return func() int {
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		if err != nil {
+			t.Fatalf("counting the messages in queue %s: %v", queue, err)
+		}
+		return q.Messages
+	}
+}
+
+// amqpReceived turns deliveries into received (routing key and body).
+func amqpReceived(ds <-chan amqp.Delivery) <-chan received {
+	out := make(chan received, 1024)
+	go func() {
+		defer close(out)
+		for d := range ds {
+			out <- received{d.RoutingKey, d.Body}
+		}
+	}()
+	return out
 }
 
 // stopWithin sends sig and returns the exit code, failing the test when

@@ -15,6 +15,7 @@ import (
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/bridge"
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/spool"
 	"github.com/gofedmsg/fedmsg/transport"
 )
@@ -175,7 +176,9 @@ func runBridge(c *cobra.Command, e *env) error {
 	ops.AddBridge(b, routeEnds(bc.Routes))
 	ops.Registry().MustRegister(spool.NewCollector(b.SpoolStats)) // fedmsg_spool_*
 	// SIGHUP: log_level; transports, routes and the rest need a restart.
-	defer onHangup(ctx, log, reloadBridge(c, e, files, log, cfg, raw))()
+	// systemd (NOTIFY_SOCKET): READY=1, RELOADING=1, STOPPING=1, watchdog
+	sd := sdnotify.New(log)
+	defer onHangup(ctx, log, sd, reloadBridge(c, e, files, log, cfg, raw))()
 	// A signal does not cancel the routes' work: it closes the bridge,
 	// which stops taking deliveries and waits (bridgeCloseTimeout) for
 	// what it sent to be confirmed and acked. Cancelling would abort
@@ -187,9 +190,9 @@ func runBridge(c *cobra.Command, e *env) error {
 		log.Info("bridge stopping: draining in-flight messages", "within", bridgeCloseTimeout)
 		closeErr <- b.Close(closeCtx)
 	})
-	ops.SetAlive(true)
+	stopped := serving(ctx, ops, sd, fmt.Sprintf("bridging %d routes between %d transports", len(bc.Routes), len(transports)))
 	err = b.Run(context.WithoutCancel(ctx))
-	ops.SetAlive(false)
+	stopped()
 	if !stopClose() {
 		if cerr := <-closeErr; cerr != nil {
 			log.Warn("bridge did not drain in time", "err", cerr)

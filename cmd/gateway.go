@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofedmsg/fedmsg"
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
@@ -44,13 +45,15 @@ other changed key as needing a restart.`,
 			if err != nil || done {
 				return err
 			}
-			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
-			return runGateway(c.Context(), cfg, log)
+			// systemd (NOTIFY_SOCKET): READY=1, RELOADING=1, STOPPING=1, watchdog
+			sd := sdnotify.New(log)
+			defer reloadOnHangup(c, e, log, sd, cfg)() // SIGHUP: log_level; the rest needs a restart
+			return runGateway(c.Context(), cfg, log, sd)
 		},
 	})
 }
 
-func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, sd *sdnotify.Notifier) error {
 	port := cfg.GatewayPort
 	var endpoints, skipped []string
 	for _, ep := range gatewayEndpoints(ctx, cfg, log) {
@@ -89,9 +92,9 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	log.Info("gateway started", "publish", g.pubAddr, "subscribed", endpoints, "skipped_own", skipped,
 		"high_water_mark", o.HighWaterMark)
 	stopReports := reportDrops(ctx, log, "gateway", &g.stats, dropReportInterval)
-	ops.SetAlive(true)
+	stopped := serving(ctx, ops, sd, fmt.Sprintf("republishing %d endpoints on %s", len(endpoints), g.pubAddr))
 	err = g.forward(ctx, o.MaxMsgSize, log)
-	ops.SetAlive(false)
+	stopped()
 	stopReports()
 	log.Info("gateway stopped", "forwarded", g.stats.Received(), "dropped", g.stats.DroppedTotal(), "dropped_by_reason", g.stats.DroppedByReason())
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/consumer"
 	"github.com/gofedmsg/fedmsg/datagrepper"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/monitor"
 	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport"
@@ -145,11 +146,13 @@ func runHub(c *cobra.Command, e *env) error {
 	// SIGHUP: consumers, signature validation and log_level are reloaded
 	// (reload.go); the rest needs a restart.
 	next := make(chan *hubRun)
-	defer onHangup(ctx, log, reloadHub(c, e, files, log, first, next))()
+	// systemd (NOTIFY_SOCKET): READY=1, RELOADING=1, STOPPING=1, watchdog
+	sd := sdnotify.New(log)
+	defer onHangup(ctx, log, sd, reloadHub(c, e, files, log, first, next))()
 	log.Info("hub started", args...)
-	ops.SetAlive(true)
+	stopped := serving(ctx, ops, sd, fmt.Sprintf("running %d consumers on %s", len(specs), kind))
 	err = runHubs(ctx, t, log, &current, next)
-	ops.SetAlive(false)
+	stopped()
 	for _, st := range current.Load().hub.Stats() {
 		log.Info("consumer stopped", "consumer", st.Consumer, "received", st.Received, "handled", st.Handled,
 			"failed", st.Failed, "rejected", st.Rejected)

@@ -11,6 +11,7 @@ import (
 	"github.com/gofedmsg/fedmsg/config"
 	"github.com/gofedmsg/fedmsg/consumer"
 	"github.com/gofedmsg/fedmsg/internal/opsserver"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/signing"
 	"github.com/gofedmsg/fedmsg/transport"
 	"github.com/gofedmsg/fedmsg/transport/amqp"
@@ -33,7 +34,7 @@ func addMetricsFlag(c *cobra.Command) *cobra.Command {
 // way, so that the daemon registers its metrics without checking; stop
 // shuts it down (bounded) and belongs in a defer placed before the
 // daemon's own cleanup, so that it runs after the daemon has drained.
-// /healthz answers 200 only between SetAlive(true) and SetAlive(false).
+// /healthz answers 200 only while the daemon is serving (see serving).
 func startOps(cfg *config.Config, log *slog.Logger) (ops *opsserver.Server, stop func(), err error) {
 	ops = opsserver.New(log)
 	if cfg.MetricsAddr == "" {
@@ -50,6 +51,22 @@ func startOps(cfg *config.Config, log *slog.Logger) (ops *opsserver.Server, stop
 			log.Warn("metrics endpoint did not stop in time", "err", err)
 		}
 	}, nil
+}
+
+// serving marks the daemon as serving, once its sockets are bound and its
+// transports open: /healthz answers 200 and, under systemd, READY=1 goes
+// out with status (the watchdog is fed from then on). When ctx ends
+// (SIGTERM or SIGINT: the drain starts) systemd is told STOPPING=1. The
+// returned func marks the end of serving, once the daemon's loop is over.
+func serving(ctx context.Context, ops *opsserver.Server, sd *sdnotify.Notifier, status string) (stopped func()) {
+	ops.SetAlive(true)
+	sd.Ready(status)
+	disarm := context.AfterFunc(ctx, sd.Stopping)
+	return func() {
+		disarm()
+		ops.SetAlive(false)
+		sd.Stopped()
+	}
 }
 
 // watchTransport registers what a transport can tell about itself: the

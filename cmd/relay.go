@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
@@ -50,12 +51,14 @@ log_level and logs every other changed key as needing a restart.`,
 				return err
 			}
 			defer stopMonitor()
-			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
+			// systemd (NOTIFY_SOCKET): READY=1, RELOADING=1, STOPPING=1, watchdog
+			sd := sdnotify.New(log)
+			defer reloadOnHangup(c, e, log, sd, cfg)() // SIGHUP: log_level; the rest needs a restart
 			log.Info("relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "high_water_mark", cfg.HighWaterMark)
 			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
-			ops.SetAlive(true)
+			stopped := serving(c.Context(), ops, sd, fmt.Sprintf("relaying %v to %s", r.InboundAddrs(), r.OutboundAddr()))
 			err = r.Run(c.Context())
-			ops.SetAlive(false)
+			stopped()
 			stopReports()
 			st := r.Stats()
 			log.Info("relay stopped", "forwarded", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())

@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gofedmsg/fedmsg/config"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/transport"
 )
 
@@ -312,8 +313,9 @@ func privateKeyLines(cfg *config.Config) []string {
 // func stops listening, ends the ctx reload is given and waits for a
 // reload in progress. Installed
 // before a daemon says it started, so a SIGHUP never kills it (the
-// default action).
-func onHangup(ctx context.Context, log *slog.Logger, reload func(context.Context)) (stop func()) {
+// default action). Around each reload systemd is told RELOADING=1, then
+// READY=1 (once the daemon was ready: sd ignores both before).
+func onHangup(ctx context.Context, log *slog.Logger, sd *sdnotify.Notifier, reload func(context.Context)) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -326,7 +328,9 @@ func onHangup(ctx context.Context, log *slog.Logger, reload func(context.Context
 				return
 			case <-ch:
 				log.Info("SIGHUP: reloading the configuration")
+				sd.Reloading()
 				reload(ctx)
+				sd.Reloaded()
 			}
 		}
 	}()
@@ -449,9 +453,9 @@ func reloadFlat(load func() (*config.Config, error), log *slog.Logger, s *scrubb
 
 // reloadOnHangup installs reloadFlat for a daemon configured by the fedmsg
 // keys alone; the returned func stops it.
-func reloadOnHangup(c *cobra.Command, e *env, log *slog.Logger, cfg *config.Config) (stop func()) {
+func reloadOnHangup(c *cobra.Command, e *env, log *slog.Logger, sd *sdnotify.Notifier, cfg *config.Config) (stop func()) {
 	load := func() (*config.Config, error) { return loadConfig(c, e) }
-	return onHangup(c.Context(), log, reloadFlat(load, log, e.scrub, cfg))
+	return onHangup(c.Context(), log, sd, reloadFlat(load, log, e.scrub, cfg))
 }
 
 // reloadBridge is the bridge's SIGHUP handler: log_level is applied; a

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gofedmsg/fedmsg"
+	"github.com/gofedmsg/fedmsg/internal/sdnotify"
 	"github.com/gofedmsg/fedmsg/transport/zmq"
 )
 
@@ -55,14 +56,16 @@ reloads log_level and logs every other changed key as needing a restart.`,
 			if workers <= 0 {
 				workers = runtime.NumCPU()
 			}
-			defer reloadOnHangup(c, e, log, cfg)() // SIGHUP: log_level; the rest needs a restart
+			// systemd (NOTIFY_SOCKET): READY=1, RELOADING=1, STOPPING=1, watchdog
+			sd := sdnotify.New(log)
+			defer reloadOnHangup(c, e, log, sd, cfg)() // SIGHUP: log_level; the rest needs a restart
 			log.Info("signing relay started", "inbound", r.InboundAddrs(), "outbound", r.OutboundAddr(), "workers", workers)
 			stopReports := reportDrops(c.Context(), log, "relay", r.Stats(), dropReportInterval)
-			ops.SetAlive(true)
+			stopped := serving(c.Context(), ops, sd, fmt.Sprintf("signing %v to %s", r.InboundAddrs(), r.OutboundAddr()))
 			err = r.RunTransform(c.Context(), func(_ string, body []byte) ([]byte, error) {
 				return fedmsg.Resign(signer, body)
 			}, workers)
-			ops.SetAlive(false)
+			stopped()
 			stopReports()
 			st := r.Stats()
 			log.Info("signing relay stopped", "received", st.Received(), "dropped", st.DroppedTotal(), "dropped_by_reason", st.DroppedByReason())

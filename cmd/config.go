@@ -41,6 +41,7 @@ is, anything else as JSON. A key that does not exist exits 1.`,
 		},
 	}
 	c.Flags().StringVar(&query, "query", "", "print only the value of `KEY` (e.g. relay_inbound, endpoints.relay_outbound)")
+	c.AddCommand(newConfigConvertCmd(e))
 	return c
 }
 

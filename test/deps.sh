@@ -2,8 +2,9 @@
 # Installs what building gofedmsg needs and is missing: libzmq (Debian's
 # libzmq3-dev, found through pkg-config) and a C compiler for cgo. With the
 # argument "test", also what the tests need: openssl (signatures checked
-# independently) and docker-compose (validates docker-compose.yml without
-# an engine). The brokers are test/brokers.sh's. Idempotent.
+# independently), docker-compose (validates docker-compose.yml without
+# an engine) and python3 (`fedmsg config convert` runs fedmsg.d/*.py).
+# The brokers are test/brokers.sh's. Idempotent.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ "${1:-}" = test ]; then
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

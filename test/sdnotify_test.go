@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gofedmsg/fedmsg/internal/sdnotify/sdnotifytest"
 )
 
 // systemd's notify protocol, end to end: bin/fedmsg daemons run with
@@ -20,52 +20,15 @@ import (
 // they serve, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 when
 // SIGTERM starts the drain.
 
-// notifyListener is the service manager's end of NOTIFY_SOCKET. WATCHDOG=1
-// pings are counted; every other notification arrives, in order, on msgs.
-type notifyListener struct {
-	path  string
-	msgs  chan string
-	pings atomic.Int64
-}
+// notifyListener is the service manager's end of NOTIFY_SOCKET.
+type notifyListener struct{ *sdnotifytest.Manager }
 
-func listenNotify(t *testing.T) *notifyListener {
-	t.Helper()
-	// A short directory of its own: a unix socket path has at most 107
-	// bytes, which t.TempDir() under a long test name may pass.
-	dir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	n := &notifyListener{path: filepath.Join(dir, "notify"), msgs: make(chan string, 64)}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			k, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if msg := string(buf[:k]); msg == "WATCHDOG=1" {
-				n.pings.Add(1)
-			} else {
-				n.msgs <- msg
-			}
-		}
-	}()
-	return n
-}
+func listenNotify(t *testing.T) notifyListener { return notifyListener{sdnotifytest.Listen(t)} }
 
-// expect waits for the next notification and checks that it sets key=1;
-// it returns the notification's assignments.
-func (n *notifyListener) expect(t *testing.T, p *proc, key string) map[string]string {
+func (n notifyListener) expect(t *testing.T, p *proc, key string) map[string]string {
 	t.Helper()
 	select {
-	case msg := <-n.msgs:
+	case msg := <-n.Msgs:
 		got := map[string]string{}
 		for _, line := range strings.Split(msg, "\n") {
 			if k, v, ok := strings.Cut(line, "="); ok {
@@ -83,10 +46,10 @@ func (n *notifyListener) expect(t *testing.T, p *proc, key string) map[string]st
 }
 
 // nothingMore checks that no notification is left once the process exited.
-func (n *notifyListener) nothingMore(t *testing.T) {
+func (n notifyListener) nothingMore(t *testing.T) {
 	t.Helper()
 	select {
-	case msg := <-n.msgs:
+	case msg := <-n.Msgs:
 		t.Errorf("unexpected notification %q", msg)
 	case <-time.After(100 * time.Millisecond):
 	}
@@ -123,7 +86,7 @@ func healthy(t *testing.T, metricsAddr string) {
 // notifyLifecycle runs what every daemon must do after READY=1: SIGHUP
 // gives RELOADING=1 (with MONOTONIC_USEC) then READY=1, SIGTERM gives
 // STOPPING=1 and exit status 0, and nothing else is sent.
-func notifyLifecycle(t *testing.T, n *notifyListener, p *proc) {
+func notifyLifecycle(t *testing.T, n notifyListener, p *proc) {
 	t.Helper()
 	p.hup(t, "SIGHUP: reloading")
 	got := n.expect(t, p, "RELOADING")
@@ -149,7 +112,7 @@ func TestSDNotifyRelay(t *testing.T) {
 	b := newBus(t)
 	n := listenNotify(t)
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	b.env = append(b.env, "NOTIFY_SOCKET="+n.path, "WATCHDOG_USEC=200000") // a ping every 100ms
+	b.env = append(b.env, "NOTIFY_SOCKET="+n.Path, "WATCHDOG_USEC=200000") // a ping every 100ms
 	relay := b.start("relay", "--metrics-addr", metrics)
 
 	got := n.expect(t, relay, "READY")
@@ -160,9 +123,9 @@ func TestSDNotifyRelay(t *testing.T) {
 		t.Errorf("READY=1 came with STATUS=%q, want the endpoint the relay publishes on (%s)", got["STATUS"], b.outbound)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for n.pings.Load() < 3 {
+	for n.Pings() < 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d WATCHDOG=1 within 10s of READY=1 with WATCHDOG_USEC=200000, want at least 3", n.pings.Load())
+			t.Fatalf("%d WATCHDOG=1 within 10s of READY=1 with WATCHDOG_USEC=200000, want at least 3", n.Pings())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -182,7 +145,7 @@ func TestSDNotifyBridge(t *testing.T) {
 routes:
   - {name: bus-to-out, from: bus, to: out, topics: ["org.fedoraproject.dev."]}
 `, out))
-	b.env = append(b.env, "NOTIFY_SOCKET="+n.path)
+	b.env = append(b.env, "NOTIFY_SOCKET="+n.Path)
 	bridge := b.start("bridge", "--config", cfg, "--metrics-addr", metrics)
 
 	n.expect(t, bridge, "READY")
@@ -201,7 +164,7 @@ func TestSDNotifyHub(t *testing.T) {
     kind: file
     topics: [org.fedoraproject.dev.e2e.probe]
     path: `+filepath.Join(b.dir, "probe.jsonl")+"\n")
-	b.env = append(b.env, "NOTIFY_SOCKET="+n.path)
+	b.env = append(b.env, "NOTIFY_SOCKET="+n.Path)
 	hub := b.start("hub", "--config", cfg, "--metrics-addr", metrics)
 
 	n.expect(t, hub, "READY")

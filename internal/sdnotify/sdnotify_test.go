@@ -3,70 +3,27 @@ package sdnotify
 import (
 	"bytes"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gofedmsg/fedmsg/internal/sdnotify/sdnotifytest"
 )
 
-// manager is the receiving end of NOTIFY_SOCKET, as systemd has it: a
-// datagram socket in a directory of its own. WATCHDOG=1 pings are
-// counted apart from the other notifications, which arrive in order.
-type manager struct {
-	path  string
-	msgs  chan string
-	mu    sync.Mutex
-	pings int
-}
+// manager is the receiving end of NOTIFY_SOCKET, as systemd has it.
+type manager struct{ *sdnotifytest.Manager }
 
-func listen(t *testing.T) *manager {
-	t.Helper()
-	// A short directory: a unix socket path is limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	m := &manager{path: filepath.Join(dir, "notify"), msgs: make(chan string, 64)}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: m.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if msg := string(buf[:n]); msg == "WATCHDOG=1" {
-				m.mu.Lock()
-				m.pings++
-				m.mu.Unlock()
-			} else {
-				m.msgs <- msg
-			}
-		}
-	}()
-	return m
-}
+func listen(t *testing.T) manager { return manager{sdnotifytest.Listen(t)} }
 
-func (m *manager) pingCount() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.pings
-}
+func (m manager) pingCount() int { return int(m.Pings()) }
 
-// next returns the next notification other than a ping.
-func (m *manager) next(t *testing.T) string {
+func (m manager) next(t *testing.T) string {
 	t.Helper()
 	select {
-	case msg := <-m.msgs:
+	case msg := <-m.Msgs:
 		return msg
 	case <-time.After(5 * time.Second):
 		t.Fatal("no notification within 5s")
@@ -75,10 +32,10 @@ func (m *manager) next(t *testing.T) string {
 }
 
 // none checks that no notification other than a ping arrives for a while.
-func (m *manager) none(t *testing.T, after string) {
+func (m manager) none(t *testing.T, after string) {
 	t.Helper()
 	select {
-	case msg := <-m.msgs:
+	case msg := <-m.Msgs:
 		t.Fatalf("after %s: unexpected notification %q", after, msg)
 	case <-time.After(100 * time.Millisecond):
 	}
@@ -117,7 +74,7 @@ func TestNotifierWithoutNotifySocketIsSilent(t *testing.T) {
 	n.Stopping()
 	n.Stopped()
 	select {
-	case msg := <-m.msgs:
+	case msg := <-m.Msgs:
 		t.Errorf("sent %q without NOTIFY_SOCKET", msg)
 	case <-time.After(100 * time.Millisecond):
 	}
@@ -133,7 +90,7 @@ func TestNotifierWithoutNotifySocketIsSilent(t *testing.T) {
 // start-up must not make systemd think the daemon is up.
 func TestNotifierLifecycle(t *testing.T) {
 	m := listen(t)
-	t.Setenv("NOTIFY_SOCKET", m.path)
+	t.Setenv("NOTIFY_SOCKET", m.Path)
 	t.Setenv("WATCHDOG_USEC", "")
 	log, buf := capture()
 	n := New(log)
@@ -184,7 +141,7 @@ func TestNotifierLifecycle(t *testing.T) {
 // would make the rest of it a line systemd parses as another one.
 func TestNotifierStatusIsOneLine(t *testing.T) {
 	m := listen(t)
-	t.Setenv("NOTIFY_SOCKET", m.path)
+	t.Setenv("NOTIFY_SOCKET", m.Path)
 	n := New(nil)
 	n.Ready("first\nREADY=0")
 	if msg := m.next(t); msg != "READY=1\nSTATUS=first READY=0" {
@@ -197,7 +154,7 @@ func TestNotifierStatusIsOneLine(t *testing.T) {
 // loop ended must let systemd's watchdog fire.
 func TestNotifierWatchdogPingsWhileServing(t *testing.T) {
 	m := listen(t)
-	t.Setenv("NOTIFY_SOCKET", m.path)
+	t.Setenv("NOTIFY_SOCKET", m.Path)
 	t.Setenv("WATCHDOG_USEC", "100000") // 100ms: a ping every 50ms
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 	n := New(nil)
@@ -232,7 +189,7 @@ func TestNotifierWatchdogPingsWhileServing(t *testing.T) {
 // from its parent): its watchdog is not this process's to feed.
 func TestNotifierWatchdogOfAnotherProcess(t *testing.T) {
 	m := listen(t)
-	t.Setenv("NOTIFY_SOCKET", m.path)
+	t.Setenv("NOTIFY_SOCKET", m.Path)
 	t.Setenv("WATCHDOG_USEC", "100000")
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()+1))
 	n := New(nil)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -105,7 +106,7 @@ func (e *Exec) Handle(ctx context.Context, m *Message) error {
 	cmd := exec.CommandContext(ctx, e.o.Command[0], e.o.Command[1:]...)
 	cmd.Stdin = bytes.NewReader(m.Body)
 	id, _ := m.Envelope["msg_id"].(string)
-	cmd.Env = append(os.Environ(), "FEDMSG_TOPIC="+m.Topic, "FEDMSG_MSG_ID="+id)
+	cmd.Env = append(childEnviron(), "FEDMSG_TOPIC="+m.Topic, "FEDMSG_MSG_ID="+id)
 	out := &limitedBuffer{max: maxOutput}
 	cmd.Stdout, cmd.Stderr = out, out
 	// A child that keeps the pipes open after the kill does not hold us.
@@ -121,6 +122,18 @@ func (e *Exec) Handle(ctx context.Context, m *Message) error {
 		e.log.Debug("exec consumer output", "command", e.o.Command[0], "output", out.String())
 	}
 	return nil
+}
+
+// childEnviron is the hub's environment without systemd's notification
+// variables: a command must not speak for the hub to its service manager
+// (a READY=1 or STOPPING=1 of its own would be taken as the hub's where
+// the unit allows it) nor feed the hub's watchdog.
+func childEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" || k == "WATCHDOG_PID"
+	})
 }
 
 // limitedBuffer keeps the first max bytes written to it.

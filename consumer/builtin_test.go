@@ -71,6 +71,26 @@ func TestExec(t *testing.T) {
 		t.Errorf("env = %q", got)
 	}
 
+	// systemd's notification socket and watchdog are the hub's alone.
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("WATCHDOG_USEC", "30000000")
+	t.Setenv("WATCHDOG_PID", "1")
+	t.Setenv("GOFEDMSG_KEPT", "yes")
+	envOut := filepath.Join(dir, "environ")
+	envCmd := NewExec(ExecOptions{Command: []string{"/bin/sh", "-c", `env > "$0"`, envOut}}, nil)
+	if err := envCmd.Handle(context.Background(), testMessage("a.b", body)); err != nil {
+		t.Fatal(err)
+	}
+	environ, _ := os.ReadFile(envOut)
+	for _, k := range []string{"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="} {
+		if strings.Contains("\n"+string(environ), "\n"+k) {
+			t.Errorf("the command's environment holds %s...: a command could notify systemd as the hub", k)
+		}
+	}
+	if !strings.Contains(string(environ), "GOFEDMSG_KEPT=yes") {
+		t.Errorf("the command lost the rest of the hub's environment:\n%s", environ)
+	}
+
 	fail := NewExec(ExecOptions{Command: []string{"/bin/sh", "-c", "echo nope >&2; exit 3"}}, nil)
 	err := fail.Handle(context.Background(), testMessage("a.b", body))
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "nope") {

@@ -61,6 +61,7 @@ func StompOptions(cfg *config.Config, log *slog.Logger) (stomp.Options, error) {
 		Passcode:       cfg.StompPass,
 		HeartBeat:      time.Duration(cfg.StompHeartbeat) * time.Millisecond,
 		Queue:          cfg.StompQueue,
+		DurableName:    cfg.StompDurableName,
 		ReconnectDelay: time.Duration(cfg.StompDelay * float64(time.Second)),
 		Logger:         log,
 	}

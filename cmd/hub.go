@@ -33,7 +33,8 @@ func newHubCmd(e *env) *cobra.Command {
 		Long: `Run the consumers listed under "consumers" in the --config files, over
 the bus the configuration selects: ZeroMQ (every endpoint, as tail), or
 with zmq_enabled false the STOMP broker (stomp_uri; with stomp_queue only
-that queue is consumed) or the AMQP broker (amqp_url).
+that queue is consumed, with stomp_durable_name an ActiveMQ durable
+subscription) or the AMQP broker (amqp_url).
 
   consumers:
     - name: archive            # required, unique
@@ -142,6 +143,9 @@ func runHub(c *cobra.Command, e *env) error {
 	args := []any{"transport", kind, "consumers", len(specs)}
 	if kind == fedmsg.KindSTOMP && cfg.StompQueue != "" {
 		args = append(args, "stomp_queue", cfg.StompQueue)
+	}
+	if kind == fedmsg.KindSTOMP && cfg.StompDurableName != "" {
+		args = append(args, "stomp_durable_name", cfg.StompDurableName)
 	}
 	// SIGHUP: consumers, signature validation and log_level are reloaded
 	// (reload.go); the rest needs a restart.

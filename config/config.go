@@ -226,6 +226,13 @@ type Config struct {
 	StompHeartbeat int `koanf:"stomp_heartbeat"`
 	// StompQueue, when set, is the only destination subscribed. Default "".
 	StompQueue string `koanf:"stomp_queue"`
+	// StompDurableName, when set and the broker is ActiveMQ, is the
+	// connection's client-id and the name of its durable topic
+	// subscriptions: persistent messages published while the subscriber
+	// is away are kept, and deliveries are acked individually, so a
+	// bridge route from it can be at-least-once. Refused on RabbitMQ (use
+	// stomp_queue) and together with stomp_queue. NEW. Default "".
+	StompDurableName string `koanf:"stomp_durable_name"`
 	// StompAckMode is auto, client or client-individual. Default "auto".
 	StompAckMode string `koanf:"stomp_ack_mode"`
 	// StompSendExplicitNacks sends NACK for failed messages. Default true.

@@ -116,6 +116,7 @@ func TestDefaults(t *testing.T) {
 		"stomp_ssl_ca":              "",
 		"stomp_heartbeat":           0,
 		"stomp_queue":               "",
+		"stomp_durable_name":        "",
 		"stomp_ack_mode":            "auto",
 		"stomp_send_explicit_nacks": true,
 		"stomp_unescape_headers":    true,

@@ -106,7 +106,7 @@ routes:
 type midStreamRoute struct {
 	cfg     string          // the bridge's YAML
 	sink    <-chan received // what a plain client of the sink receives
-	backlog func() int      // messages now waiting in the source queue
+	backlog func() int      // messages now waiting in the source queue; nil when the broker cannot tell
 }
 
 // sigtermMidStream starts a bridge on r while every body (each with a
@@ -192,14 +192,18 @@ func sigtermMidStream(t *testing.T, b *bus, topic string, bodies [][]byte, r mid
 		t.Errorf("the bridge did not say it was draining; stderr:\n%s", first.stderr.String())
 	}
 	drain()
-	afterFirst, left := len(seen), r.backlog()
-	t.Logf("first run: SIGTERM at %d received, exited %d after %v, %d distinct messages at the sink, %d left in the source queue",
-		atSIGTERM, code, took.Round(time.Millisecond), afterFirst, left)
+	afterFirst := len(seen)
+	t.Logf("first run: SIGTERM at %d received, exited %d after %v, %d distinct messages at the sink",
+		atSIGTERM, code, took.Round(time.Millisecond), afterFirst)
 	if afterFirst >= n {
 		t.Fatalf("the bridge forwarded all %d messages before SIGTERM took effect: the stream was not interrupted, nothing tested", n)
 	}
-	if afterFirst+left < n {
-		t.Fatalf("after the first run: %d at the sink + %d in the source queue < %d sent: messages lost (acked without reaching the sink)", afterFirst, left, n)
+	if r.backlog != nil {
+		left := r.backlog()
+		t.Logf("%d left in the source queue", left)
+		if afterFirst+left < n {
+			t.Fatalf("after the first run: %d at the sink + %d in the source queue < %d sent: messages lost (acked without reaching the sink)", afterFirst, left, n)
+		}
 	}
 
 	// Second run: everything else arrives.

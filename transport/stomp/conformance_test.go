@@ -107,6 +107,25 @@ func TestConformanceActiveMQ(t *testing.T) {
 	})
 }
 
+// TestConformanceActiveMQDurable: Options.DurableName on ActiveMQ,
+// durable topic subscriptions acked individually: Redelivery and Durable,
+// with the broker fault tests. Each pair has its own names (the publisher
+// a client-id of its own: ActiveMQ allows one connection per client-id);
+// the durable subscription is removed when the test ends.
+func TestConformanceActiveMQDurable(t *testing.T) {
+	stop, start := hooksFor(brokertest.ActiveMQSTOMP)
+	transporttest.Run(t, transporttest.Factory{
+		New: func(t testing.TB) (transport.Transport, transport.Transport) {
+			brokertest.Use(t, brokertest.ActiveMQSTOMP)
+			name := durableName(t)
+			cleanupDurable(t, name)
+			sub := newT(t, durableOptions(name))
+			return newT(t, durableOptions(name+"-pub")), sub
+		},
+		StopBroker: stop, StartBroker: start, ClaimBroker: brokertest.Claim,
+	})
+}
+
 // tlsOptions: STOMP over TLS on RabbitMQ with the test PKI's client
 // certificate, which logs in as its CN (no login header is sent).
 func tlsOptions(t testing.TB) Options {

@@ -21,6 +21,12 @@ var (
 	ErrHeartBeat = errors.New("stomp: broker heart-beat missing")
 	// ErrBroker: the broker sent an ERROR frame (the message is in the text).
 	ErrBroker = errors.New("stomp: broker error")
+	// ErrRedeliver: the connection was ended on purpose so that ActiveMQ
+	// redelivers a Nacked message of a durable subscription.
+	ErrRedeliver = errors.New("stomp: reconnecting for redelivery")
+	// ErrDurableUnsupported: Options.DurableName (stomp_durable_name) on a
+	// broker other than ActiveMQ.
+	ErrDurableUnsupported = errors.New("stomp: durable topic subscriptions need ActiveMQ")
 )
 
 // writeItem is one client frame: head (command and headers), then an
@@ -344,7 +350,10 @@ func (c *conn) writeLoop() {
 // subscribe makes s's broker subscriptions on this connection; s becomes
 // ready when the broker has receipted them.
 func (c *conn) subscribe(s *subscription) error {
-	if c.t.o.Queue != "" {
+	if err := c.checkDurable(s); err != nil {
+		return err
+	}
+	if c.t.o.Queue != "" || c.t.o.DurableName != "" {
 		return c.subscribeQueue(s)
 	}
 	dests := subscribeDestinations(c.flavor, s.patterns)
@@ -373,8 +382,8 @@ func (c *conn) subscribe(s *subscription) error {
 	return c.request(c.t.ctx, items, p)
 }
 
-// subscribeQueue joins s to the connection's one consumer of the queue,
-// making it when s is the first.
+// subscribeQueue joins s to the connection's one consumer of the queue
+// (or of the durable subscription), making it when s is the first.
 func (c *conn) subscribeQueue(s *subscription) error {
 	c.mu.Lock()
 	if c.failed {
@@ -398,6 +407,25 @@ func (c *conn) subscribeQueue(s *subscription) error {
 	return c.request(c.t.ctx, items, p)
 }
 
+// checkDurable fails s when Options.DurableName is set and the broker
+// is not ActiveMQ: there is no durable topic subscription elsewhere, and
+// going on with a plain subscription would lose what the user asked to
+// keep.
+func (c *conn) checkDurable(s *subscription) error {
+	if c.t.o.DurableName == "" || c.flavor == flavorActiveMQ {
+		return nil
+	}
+	hint := "durable topic subscriptions are an ActiveMQ feature"
+	if c.flavor == flavorRabbitMQ {
+		hint = "on RabbitMQ use stomp_queue (a durable queue bound to every /topic/ message) instead"
+	}
+	err := fmt.Errorf("stomp: subscribe: %w: stomp_durable_name is set (%q) but the broker at %s is %s (server %q); %s",
+		ErrDurableUnsupported, c.t.o.DurableName, c.addr, c.flavor, c.server, hint)
+	c.t.o.Logger.Error("stomp: subscription refused", "key", "stomp_durable_name", "addr", c.addr, "err", err)
+	s.fail(err)
+	return err
+}
+
 // queuePrefetch bounds the unacknowledged messages the broker pushes,
 // which is the flow control of a queue consumer.
 const queuePrefetch = 256
@@ -409,9 +437,21 @@ const queuePrefetch = 256
 // publish to /topic/... reaches it, and messages wait there while the
 // client is away. Any other destination is subscribed as written, as
 // fedmsg does (the operator arranged what feeds it).
+//
+// With Options.DurableName (ActiveMQ; checkDurable refused the others) it
+// is one durable subscription to every topic, named DurableName under
+// the connection's client-id of the same name. One, whatever the
+// patterns, so that its name never depends on them: a change of patterns
+// resumes the same subscription instead of leaving one behind that
+// ActiveMQ would fill for ever (or resuming a stale one later). The
+// patterns filter in-process, as with a queue.
 func (c *conn) queueSubscribeHeaders(id string) []string {
 	q := c.t.o.Queue
 	h := []string{frame.Id, id, frame.Ack, "client-individual"}
+	if name := c.t.o.DurableName; name != "" {
+		return append(h, frame.Destination, topicPrefix+">", "activemq.subscriptionName", name,
+			"selector", activeMQNoAdvisories, "activemq.prefetchSize", strconv.Itoa(queuePrefetch))
+	}
 	switch c.flavor {
 	case flavorRabbitMQ:
 		if name, ok := rabbitQueueName(q); ok {
@@ -450,7 +490,11 @@ func (c *conn) unsubscribe(s *subscription) {
 		return
 	}
 	var ids []string
-	if c.t.o.Queue != "" {
+	if c.t.o.Queue != "" || c.t.o.DurableName != "" {
+		// The consumer of a durable subscription is closed (UNSUBSCRIBE
+		// without activemq.subscriptionName), never the subscription
+		// removed: ActiveMQ keeps collecting its messages for the next
+		// start.
 		delete(c.queueSubs, s)
 		if len(c.queueSubs) == 0 && c.queueID != "" {
 			ids = append(ids, c.queueID)

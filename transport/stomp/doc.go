@@ -47,6 +47,33 @@
 // subscription received but never settled stay unacknowledged until the
 // connection ends, then the broker redelivers them.
 //
+// Durable mode (Options.DurableName, ActiveMQ only): CONNECT carries
+// client-id:<name>, and the local subscriptions share one consumer, as
+// in queue mode, of a durable subscription: SUBSCRIBE /topic/> (with the
+// advisory selector) with activemq.subscriptionName:<name>,
+// ack:client-individual and activemq.prefetchSize:256. ActiveMQ keeps
+// the persistent messages (all we publish are) that arrive while no
+// connection with that client-id is subscribed, and gives them to the
+// next one. One durable subscription whatever the patterns, so its name
+// never depends on them: a change of patterns resumes it rather than
+// leaving behind one that ActiveMQ fills for ever. Settlement is queue
+// mode's, except a transient Nack: ActiveMQ's NACK would move the
+// message to its DLQ, so the connection is ended instead and ActiveMQ
+// redelivers every unacknowledged message on the next one (the ones
+// delivered after the Nacked one too: duplicates, not losses). Close and
+// the end of a subscription close the consumer (UNSUBSCRIBE without the
+// name) and never remove the durable subscription; an operator removes
+// it in the ActiveMQ web console (the Subscribers page: Delete) or
+// with an UNSUBSCRIBE carrying activemq.subscriptionName
+// (and any id) on a connection whose CONNECT has client-id:<name>, while
+// no gofedmsg process uses the name. ActiveMQ accepts one connection per
+// client-id: a second one (or one made before ActiveMQ notices the
+// previous connection died) is refused with an ERROR, logged with the
+// client-id, and retried with backoff. On any other broker the
+// subscription fails (Subscribe returns ErrDurableUnsupported, or a
+// later one's channel closes after an error log): on RabbitMQ stomp_queue
+// is the way to keep messages. Queue and DurableName exclude each other.
+//
 // Connections: Addrs round robin, backoff from ReconnectDelay times
 // 1+2/len(Addrs) with jitter up to MaxReconnectDelay. A connection is left
 // on a network error, an ERROR frame (RabbitMQ may keep the socket open

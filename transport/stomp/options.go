@@ -48,6 +48,13 @@ type Options struct {
 	// in-process. On RabbitMQ a "/queue/<name>" queue is made durable and
 	// bound to amq.topic with "#" (see the package documentation).
 	Queue string
+	// DurableName (stomp_durable_name): on ActiveMQ, the connection's
+	// client-id and the name of its durable topic subscriptions, so
+	// persistent messages published while the subscriber is away wait on
+	// the broker; deliveries are acked individually (Redelivery, Durable).
+	// Closing never removes a durable subscription. Refused on other
+	// brokers (RabbitMQ: use Queue). See the package documentation.
+	DurableName string
 	// ReconnectDelay (stomp_delay) is the first reconnect delay (0 = 100ms);
 	// it grows by 1+2/len(Addrs) per failure, with jitter, up to
 	// MaxReconnectDelay (0 = 60s), and resets once a broker says CONNECTED.
@@ -77,6 +84,7 @@ func (o Options) Validate() error {
 		{"Login", "stomp_user", o.Login},
 		{"Passcode", "stomp_pass", o.Passcode},
 		{"Queue", "stomp_queue", o.Queue},
+		{"DurableName", "stomp_durable_name", o.DurableName},
 	} {
 		if strings.ContainsAny(f.v, "\r\n\x00") {
 			bad("%s (%s) contains a line break or NUL, which would break the frame", f.name, f.key)
@@ -84,6 +92,17 @@ func (o Options) Validate() error {
 	}
 	if o.Queue != "" && strings.TrimSpace(o.Queue) != o.Queue {
 		bad("Queue (stomp_queue) %q has leading or trailing spaces", o.Queue)
+	}
+	if o.DurableName != "" && strings.TrimSpace(o.DurableName) != o.DurableName {
+		bad("DurableName (stomp_durable_name) %q has leading or trailing spaces", o.DurableName)
+	}
+	if strings.ContainsRune(o.DurableName, '\\') {
+		// CONNECT headers are not escaped, so a backslash would be read
+		// differently in client-id and in the (escaped) SUBSCRIBE.
+		bad("DurableName (stomp_durable_name) %q contains a backslash", o.DurableName)
+	}
+	if o.Queue != "" && o.DurableName != "" {
+		bad("Queue (stomp_queue) and DurableName (stomp_durable_name) are both set: they are two ways to keep messages while away (a queue, or an ActiveMQ durable topic subscription); set one")
 	}
 	if o.HeartBeat < 0 {
 		bad("HeartBeat (stomp_heartbeat) is negative: %v", o.HeartBeat)

@@ -88,9 +88,11 @@ func newTransport(o Options, h hooks) (*Transport, error) {
 
 // Capabilities: publishing is confirmed by receipts and ordered (one
 // connection, frames in order). Redelivery and durability come only with
-// Options.Queue: topic subscriptions are the broker's transient queues.
+// Options.Queue or Options.DurableName (ActiveMQ durable subscriptions,
+// acked individually): plain topic subscriptions are the broker's
+// transient queues.
 func (t *Transport) Capabilities() transport.Capabilities {
-	q := t.o.Queue != ""
+	q := t.o.Queue != "" || t.o.DurableName != ""
 	return transport.Capabilities{Confirms: true, Ordered: true, Redelivery: q, Durable: q}
 }
 
@@ -243,6 +245,11 @@ func (t *Transport) handshake(ctx context.Context, addr string, nc net.Conn) (*c
 	if login != "" || pass != "" {
 		b.WriteString("login:" + login + "\npasscode:" + pass + "\n")
 	}
+	if t.o.DurableName != "" {
+		// ActiveMQ keys durable subscriptions by client-id and name; other
+		// brokers ignore the header (Subscribe then refuses the option).
+		b.WriteString("client-id:" + t.o.DurableName + "\n")
+	}
 	b.WriteString("\n\x00")
 	if _, err := nc.Write(b.Bytes()); err != nil {
 		return nil, fmt.Errorf("stomp: CONNECT to %s: %w", addr, err)
@@ -256,7 +263,15 @@ func (t *Transport) handshake(ctx context.Context, addr string, nc net.Conn) (*c
 	switch f.Command {
 	case frame.CONNECTED:
 	case frame.ERROR:
-		return nil, brokerError(addr, f)
+		err := brokerError(addr, f)
+		if t.o.DurableName != "" {
+			// Most likely "Client: <name> already connected": ActiveMQ
+			// refuses a second connection with one client-id, and after a
+			// crash keeps the old one until it notices it is gone. The
+			// reconnect loop retries with backoff.
+			err = fmt.Errorf("%w (CONNECT sent client-id %q from stomp_durable_name: ActiveMQ refuses it while another connection, or one it has not yet noticed is gone, uses it; retrying)", err, t.o.DurableName)
+		}
+		return nil, err
 	default:
 		return nil, protoErr("%s from %s instead of CONNECTED", f.Command, addr)
 	}
@@ -462,9 +477,30 @@ type subscription struct {
 	done     chan struct{}            // closed when the subscription ends
 	ready    chan struct{}            // closed once the broker receipted it
 	readyOne sync.Once
+	failed   chan struct{} // closed when the subscription cannot be made
+	failErr  error         // why, set before failed is closed
+	failOne  sync.Once
 }
 
 func (s *subscription) markReady() { s.readyOne.Do(func() { close(s.ready) }) }
+
+// fail ends s for a reason retrying cannot cure (a configuration the
+// broker cannot honour): Subscribe returns err, or the channel closes.
+func (s *subscription) fail(err error) {
+	s.failOne.Do(func() {
+		s.failErr = err
+		close(s.failed)
+	})
+}
+
+// consumerName names the queue consumer in logs and errors: the queue
+// (stomp_queue) or the durable subscription (stomp_durable_name).
+func (t *Transport) consumerName() string {
+	if t.o.DurableName != "" {
+		return fmt.Sprintf("durable subscription %q (stomp_durable_name)", t.o.DurableName)
+	}
+	return fmt.Sprintf("queue %q (stomp_queue)", t.o.Queue)
+}
 
 // Subscribe delivers messages whose topic matches one of patterns
 // (message.Pattern; none or "" = all). The broker is subscribed to a
@@ -489,10 +525,11 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 	}
 	s := &subscription{
 		t: t, patterns: ps,
-		in:    make(chan *transport.Delivery, subBuffer),
-		out:   make(chan *transport.Delivery),
-		done:  make(chan struct{}),
-		ready: make(chan struct{}),
+		in:     make(chan *transport.Delivery, subBuffer),
+		out:    make(chan *transport.Delivery),
+		done:   make(chan struct{}),
+		ready:  make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	t.mu.Lock()
 	if t.closed {
@@ -511,6 +548,8 @@ func (t *Transport) Subscribe(ctx context.Context, patterns ...string) (<-chan *
 	defer timer.Stop()
 	select {
 	case <-s.ready:
+	case <-s.failed:
+		return nil, s.failErr // pump ends the subscription
 	case <-ctx.Done():
 	case <-t.ctx.Done():
 	case <-timer.C:
@@ -530,11 +569,15 @@ func (s *subscription) pump(ctx context.Context) {
 		case d := <-s.in:
 			select {
 			case s.out <- d:
+			case <-s.failed:
+				return
 			case <-ctx.Done():
 				return
 			case <-t.ctx.Done():
 				return
 			}
+		case <-s.failed:
+			return
 		case <-ctx.Done():
 			return
 		case <-t.ctx.Done():
@@ -560,7 +603,7 @@ func (t *Transport) dispatch(c *conn, f *frame.Frame) {
 	subID := f.Header.Get(frame.Subscription)
 	m, ok := messageFromFrame(f, c.flavor)
 	source := "stomp://" + c.addr + f.Header.Get(frame.Destination)
-	if t.o.Queue == "" {
+	if t.o.Queue == "" && t.o.DurableName == "" {
 		c.mu.Lock()
 		s := c.subIDs[subID]
 		c.mu.Unlock()
@@ -570,6 +613,8 @@ func (t *Transport) dispatch(c *conn, f *frame.Frame) {
 		c.deliver(s, transport.NewDelivery(m, source, nil))
 		return
 	}
+	// Queue and durable modes: one consumer, acked individually, shared
+	// by the local subscriptions.
 	c.mu.Lock()
 	ours := subID != "" && subID == c.queueID
 	c.mu.Unlock()
@@ -620,6 +665,13 @@ func (c *conn) deliver(s *subscription, d *transport.Delivery) {
 // (the queue's dead-letter exchange if any, else discarded) and other
 // brokers an ACK, since their NACK semantics vary (ActiveMQ sends NACKed
 // messages to its DLQ at once).
+//
+// On ActiveMQ (a queue, or a durable subscription: Options.DurableName)
+// a transient Nack is not a NACK either: ActiveMQ's NACK would move the
+// message to its DLQ, so instead the connection is ended, and ActiveMQ
+// gives every unacknowledged message to the next connection (the Nacked
+// one included; those delivered after it and not yet acked come again
+// too, as at-least-once allows).
 type queueSettle struct {
 	c     *conn
 	ackID string
@@ -643,6 +695,12 @@ func (st *queueSettle) settle(ctx context.Context, cause error, nack bool) error
 	st.mu.Unlock()
 	switch {
 	case left > 0:
+		return nil
+	case transient > 0 && st.c.flavor == flavorActiveMQ:
+		// Ending the connection is what makes ActiveMQ redeliver (see
+		// above); on a connection already gone that is done.
+		st.c.fail(fmt.Errorf("stomp: %w from %s: a delivery of %s was Nacked; reconnecting so that ActiveMQ redelivers it",
+			ErrRedeliver, st.c.addr, st.c.t.consumerName()))
 		return nil
 	case transient > 0:
 		return st.send(ctx, frame.NACK)

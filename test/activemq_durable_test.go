@@ -1,0 +1,147 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	gostomp "github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/gofedmsg/fedmsg/internal/brokertest"
+	"github.com/gofedmsg/fedmsg/transport/stomp"
+)
+
+// SIGTERM mid-stream from an ActiveMQ durable topic subscription
+// (stomp_durable_name): 5,000 persistent messages a plain STOMP client
+// published to ActiveMQ topics while no subscriber was connected wait
+// for the bridge's durable subscription; the bridge forwards them to an
+// AMQP exchange on RabbitMQ, is stopped by SIGTERM while it does and
+// started again. Every message reaches the sink at least once, byte for
+// byte, and the first run exits 0 within the shutdown bound.
+func TestSIGTERMMidStreamLosesNothingFromAnActiveMQDurableSubscription(t *testing.T) {
+	const n = 5000
+	brokertest.Use(t, brokertest.ActiveMQSTOMP)
+	brokertest.Use(t, brokertest.RabbitAMQP)
+	b := newBus(t)
+	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
+	topic := prefix + ".dev.shutdown.m"
+	dstX := privateExchange(t)
+	sink := amqpReceived(plainAMQPConsumerOn(t, rabbitURL(), dstX, "#"))
+
+	// The durable subscription is made (by the transport the bridge
+	// uses, so with the same destination and selector, which ActiveMQ
+	// compares) and left before anything is sent: what follows is kept
+	// for it while nobody is connected. It is removed at the end.
+	name := fmt.Sprintf("gofedmsg-e2e-durable-%08x", rand.Uint32())
+	t.Cleanup(func() { removeActiveMQDurable(t, name) })
+	makeDurable(t, name, prefix+".")
+
+	bodies := shutdownBodies(prefix, topic, n)
+	conn, err := gostomp.Dial("tcp", brokertest.ActiveMQSTOMP.Addr)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", brokertest.ActiveMQSTOMP.Addr, err)
+	}
+	defer conn.Disconnect()
+	sent := time.Now()
+	for i, body := range bodies {
+		opts := []func(*frame.Frame) error{gostomp.SendOpt.Header("persistent", "true")}
+		if i == n-1 {
+			// ActiveMQ handles a connection's frames in order: the last
+			// receipt means every message before it is stored.
+			opts = append(opts, gostomp.SendOpt.Receipt)
+		}
+		if err := conn.Send("/topic/"+topic, "application/json", body, opts...); err != nil {
+			t.Fatalf("sending message %d: %v", i, err)
+		}
+	}
+	t.Logf("sent %d persistent messages to ActiveMQ in %v", n, time.Since(sent).Round(time.Millisecond))
+
+	sigtermMidStream(t, b, topic, bodies, midStreamRoute{
+		cfg: fmt.Sprintf(`transports:
+  src: {kind: stomp, stomp_uri: "%s", stomp_durable_name: "%s"}
+  dst: {kind: amqp, amqp_url: [%s], amqp_exchange: %s}
+routes:
+  - {name: activemq-durable-to-exchange, from: src, to: dst, topics: ["%s."], delivery: at-least-once}
+`, brokertest.ActiveMQSTOMP.Addr, name, rabbitURL(), dstX, prefix),
+		// ActiveMQ does not tell a STOMP client how many messages a
+		// durable subscription holds (no backlog): the loss check is the
+		// second run's, in which every message must arrive.
+		sink: sink,
+	})
+}
+
+// makeDurable creates the durable subscription name (client-id and
+// subscription name) on ActiveMQ with a gofedmsg STOMP transport, and
+// leaves it: closing the transport keeps the subscription.
+func makeDurable(t *testing.T, name, pattern string) {
+	t.Helper()
+	tr, err := stomp.New(stomp.Options{Addrs: []string{brokertest.ActiveMQSTOMP.Addr}, DurableName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := tr.Subscribe(ctx, pattern); err != nil {
+		t.Fatalf("making durable subscription %s: %v", name, err)
+	}
+	if !tr.Connected() {
+		t.Fatalf("making durable subscription %s: not connected: %v", name, tr.LastError())
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatalf("closing: %v", err)
+	}
+}
+
+// removeActiveMQDurable removes durable subscription name of client-id
+// name, as the STOMP transport's documentation tells operators to: an
+// UNSUBSCRIBE with activemq.subscriptionName on a connection with that
+// client-id (ActiveMQ wants an id on it too). Retried while ActiveMQ
+// still holds the client-id of a bridge that just exited.
+func removeActiveMQDurable(t *testing.T, name string) {
+	var err error
+	for range 20 {
+		if err = removeDurableOnce(name); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Errorf("removing the durable subscription %s from ActiveMQ: %v", name, err)
+}
+
+func removeDurableOnce(name string) error {
+	nc, err := net.DialTimeout("tcp", brokertest.ActiveMQSTOMP.Addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	w := frame.NewWriter(nc)
+	if err := w.Write(frame.New(frame.CONNECT, frame.AcceptVersion, "1.2", frame.Host, "/", "client-id", name)); err != nil {
+		return err
+	}
+	if err := w.Write(frame.New(frame.UNSUBSCRIBE, frame.Id, "remove", "activemq.subscriptionName", name, frame.Receipt, "removed")); err != nil {
+		return err
+	}
+	r := frame.NewReader(nc)
+	for {
+		f, err := r.Read()
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			continue // heart-beat
+		}
+		switch f.Command {
+		case frame.ERROR:
+			return fmt.Errorf("%s: %s", f.Header.Get(frame.Message), strings.TrimSpace(string(f.Body)))
+		case frame.RECEIPT:
+			_ = w.Write(frame.New(frame.DISCONNECT))
+			return nil
+		}
+	}
+}

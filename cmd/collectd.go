@@ -56,6 +56,7 @@ Stops on SIGINT or SIGTERM.`,
 				return usage(fmt.Errorf("--collectd-interval (collectd_interval) must be >= 1, got %d", n))
 			}
 			cfg.Active, cfg.Name = false, "" // collectd never publishes
+			notDurable(cfg, log)
 			cfg.ValidateSignatures = false
 			cfg.ReplayEndpoints = nil // counting needs no gap recovery
 			fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))

@@ -91,6 +91,7 @@ func runLogger(c *cobra.Command, e *env, f loggerFlags) error {
 // timeout (0: no bound) fails the command.
 func publishActive(ctx context.Context, cfg *config.Config, log *slog.Logger, topic, modname string, bodies func(func(loggerBody) bool), timeout time.Duration) error {
 	cfg.Active = true // these commands always publish through the relay
+	notDurable(cfg, log)
 	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
 	if err != nil {
 		return failure(err)
@@ -146,6 +147,18 @@ func publishWithin(ctx context.Context, fc *fedmsg.Context, topic, modname strin
 }
 
 var errPublishTimeout = errors.New("publish timed out")
+
+// notDurable drops stomp_durable_name for a command other than the hub.
+// The name is an ActiveMQ client-id, one connection at a time: a tail or
+// a logger run with the hub's configuration would keep the hub out while
+// it runs, or take and ack what the durable subscription kept for the
+// hub. These commands subscribe (if at all) as plain topic subscribers.
+func notDurable(cfg *config.Config, log *slog.Logger) {
+	if cfg.StompDurableName != "" {
+		log.Debug("stomp_durable_name is the hub's: ignored by this command", "stomp_durable_name", cfg.StompDurableName)
+		cfg.StompDurableName = ""
+	}
+}
 
 type loggerBody struct {
 	msg any

@@ -83,6 +83,7 @@ func runTail(c *cobra.Command, e *env, f tailFlags) error {
 		return err
 	}
 	cfg.Active, cfg.Name = false, "" // tail never publishes
+	notDurable(cfg, log)
 	switch {
 	case f.validate:
 		cfg.ValidateSignatures = true

@@ -108,6 +108,7 @@ func runTrigger(c *cobra.Command, e *env, f triggerFlags) error {
 		return failure(fmt.Errorf("--command runs with bash: %w", err))
 	}
 	cfg.Active, cfg.Name = false, "" // trigger never publishes
+	notDurable(cfg, log)
 	fc, err := fedmsg.New(cfg, fedmsg.WithLogger(log))
 	if err != nil {
 		return failure(err)

@@ -145,3 +145,50 @@ func removeDurableOnce(name string) error {
 		}
 	}
 }
+
+// Only the hub takes stomp_durable_name from the shared configuration:
+// while the hub holds the ActiveMQ client-id, `fedmsg logger` still
+// publishes and `fedmsg tail` still shows what is published, as plain
+// topic clients. Taking the name, they could not connect while the hub
+// runs, and a tail run while it is down would ack the hub's backlog.
+func TestOnlyTheHubTakesTheDurableName(t *testing.T) {
+	brokertest.Use(t, brokertest.ActiveMQSTOMP)
+	b := newBus(t)
+	prefix := fmt.Sprintf("org.durable%d", time.Now().UnixNano())
+	name := fmt.Sprintf("gofedmsg-e2e-hub-%08x", rand.Uint32())
+	t.Cleanup(func() { removeActiveMQDurable(t, name) })
+
+	// The hub, connected with its durable subscription.
+	hub, err := stomp.New(stomp.Options{Addrs: []string{brokertest.ActiveMQSTOMP.Addr}, DurableName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := hub.Subscribe(ctx, prefix+"."); err != nil {
+		t.Fatalf("the hub's durable subscription: %v", err)
+	}
+	t.Cleanup(func() { _ = hub.Close(context.Background()) }) // before the removal (last in, first out)
+
+	cfg := writeConfig(t, b, "shared.yaml", fmt.Sprintf("zmq_enabled: false\nstomp_uri: %q\nstomp_durable_name: %q\ntopic_prefix: %s\n",
+		brokertest.ActiveMQSTOMP.Addr, name, prefix))
+	tail := b.start("tail", "--config", cfg, "--json")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, errOut, code := b.run("", "logger", "--config", cfg, "--timeout", "5s", "--message", "while the hub runs")
+		if code != 0 {
+			t.Fatalf("logger exited %d while the hub held client-id %s: %s", code, name, errOut)
+		}
+		select {
+		case l := <-tail.lines:
+			if !strings.Contains(l, "while the hub runs") {
+				t.Fatalf("tail printed %s", l)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tail showed nothing within 30s while the hub held client-id %s; tail stderr:\n%s", name, tail.stderr.String())
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ func TestSIGTERMMidStreamLosesNothingFromAnActiveMQDurableSubscription(t *testin
 	// compares) and left before anything is sent: what follows is kept
 	// for it while nobody is connected. It is removed at the end.
 	name := fmt.Sprintf("gofedmsg-e2e-durable-%08x", rand.Uint32())
-	t.Cleanup(func() { removeActiveMQDurable(t, name) })
+	brokertest.CleanupActiveMQDurable(t, name, name)
 	makeDurable(t, name, prefix+".")
 
 	bodies := shutdownBodies(prefix, topic, n)
@@ -97,55 +96,6 @@ func makeDurable(t *testing.T, name, pattern string) {
 	}
 }
 
-// removeActiveMQDurable removes durable subscription name of client-id
-// name, as the STOMP transport's documentation tells operators to: an
-// UNSUBSCRIBE with activemq.subscriptionName on a connection with that
-// client-id (ActiveMQ wants an id on it too). Retried while ActiveMQ
-// still holds the client-id of a bridge that just exited.
-func removeActiveMQDurable(t *testing.T, name string) {
-	var err error
-	for range 20 {
-		if err = removeDurableOnce(name); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Errorf("removing the durable subscription %s from ActiveMQ: %v", name, err)
-}
-
-func removeDurableOnce(name string) error {
-	nc, err := net.DialTimeout("tcp", brokertest.ActiveMQSTOMP.Addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	w := frame.NewWriter(nc)
-	if err := w.Write(frame.New(frame.CONNECT, frame.AcceptVersion, "1.2", frame.Host, "/", "client-id", name)); err != nil {
-		return err
-	}
-	if err := w.Write(frame.New(frame.UNSUBSCRIBE, frame.Id, "remove", "activemq.subscriptionName", name, frame.Receipt, "removed")); err != nil {
-		return err
-	}
-	r := frame.NewReader(nc)
-	for {
-		f, err := r.Read()
-		if err != nil {
-			return err
-		}
-		if f == nil {
-			continue // heart-beat
-		}
-		switch f.Command {
-		case frame.ERROR:
-			return fmt.Errorf("%s: %s", f.Header.Get(frame.Message), strings.TrimSpace(string(f.Body)))
-		case frame.RECEIPT:
-			_ = w.Write(frame.New(frame.DISCONNECT))
-			return nil
-		}
-	}
-}
-
 // Only the hub takes stomp_durable_name from the shared configuration:
 // while the hub holds the ActiveMQ client-id, `fedmsg logger` still
 // publishes and `fedmsg tail` still shows what is published, as plain
@@ -156,7 +106,7 @@ func TestOnlyTheHubTakesTheDurableName(t *testing.T) {
 	b := newBus(t)
 	prefix := fmt.Sprintf("org.durable%d", time.Now().UnixNano())
 	name := fmt.Sprintf("gofedmsg-e2e-hub-%08x", rand.Uint32())
-	t.Cleanup(func() { removeActiveMQDurable(t, name) })
+	brokertest.CleanupActiveMQDurable(t, name, name)
 
 	// The hub, connected with its durable subscription.
 	hub, err := stomp.New(stomp.Options{Addrs: []string{brokertest.ActiveMQSTOMP.Addr}, DurableName: name})

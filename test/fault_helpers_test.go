@@ -534,44 +534,11 @@ func readSTOMP(t *testing.T, broker brokertest.Broker, login []func(*stomp.Conn)
 		case <-time.After(5 * time.Second):
 		}
 		if durable {
-			if err := removeDurable(broker.Addr, name); err != nil {
+			if err := brokertest.RemoveActiveMQDurable(broker.Addr, name, name); err != nil {
 				t.Logf("removing the durable subscription %s from %s: %v", name, broker.Name, err)
 			}
 		}
 	})
-}
-
-// removeDurable deletes an inactive ActiveMQ durable subscription, so test
-// runs do not pile them up in the broker's store. go-stomp cannot send an
-// UNSUBSCRIBE for a subscription this connection did not make, hence the
-// frames by hand: CONNECT with the subscriber's client-id, UNSUBSCRIBE
-// naming the subscription, and a receipt (or ERROR) as the answer.
-func removeDurable(addr, name string) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = fmt.Fprintf(c, "CONNECT\naccept-version:1.2\nhost:/\nclient-id:%s\n\n\x00"+
-		"UNSUBSCRIBE\nid:%s\nactivemq.subscriptionName:%s\nreceipt:gone\n\n\x00", name, name, name)
-	if err != nil {
-		return err
-	}
-	r := bufio.NewReader(c)
-	for {
-		f, err := r.ReadString(0)
-		if err != nil {
-			return err
-		}
-		f = strings.TrimLeft(f, "\r\n")
-		switch {
-		case strings.HasPrefix(f, "RECEIPT"):
-			return nil
-		case strings.HasPrefix(f, "ERROR"):
-			return fmt.Errorf("%q", f)
-		}
-	}
 }
 
 // faultProxy is a TCP proxy between a client (the bridge) and a broker

@@ -118,7 +118,7 @@ func TestConformanceActiveMQDurable(t *testing.T) {
 		New: func(t testing.TB) (transport.Transport, transport.Transport) {
 			brokertest.Use(t, brokertest.ActiveMQSTOMP)
 			name := durableName(t)
-			cleanupDurable(t, name)
+			brokertest.CleanupActiveMQDurable(t, name, name)
 			sub := newT(t, durableOptions(name))
 			return newT(t, durableOptions(name+"-pub")), sub
 		},

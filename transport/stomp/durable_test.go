@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	gostomp "github.com/go-stomp/stomp/v3"
-	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/gofedmsg/fedmsg/internal/brokertest"
 	"github.com/gofedmsg/fedmsg/transport"
 )
@@ -28,68 +26,6 @@ func durableOptions(name string) Options {
 	o := testOptions(brokertest.ActiveMQSTOMP)
 	o.DurableName = name
 	return o
-}
-
-// removeDurable removes the durable subscriptions subNames of client-id
-// name, as the package documentation tells operators to: on a
-// connection with that client-id, UNSUBSCRIBE with
-// activemq.subscriptionName. ActiveMQ would otherwise keep collecting
-// messages for them forever.
-func removeDurable(name string, subNames ...string) error {
-	nc, err := net.DialTimeout("tcp", brokertest.ActiveMQSTOMP.Addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	var b []byte
-	b = append(b, "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nclient-id:"+name+"\n\n\x00"...)
-	for i, sn := range subNames {
-		// ActiveMQ wants an id on every UNSUBSCRIBE, even one naming the
-		// durable subscription; no subscription has it on this connection.
-		b = append(b, encodeHead(frame.UNSUBSCRIBE, frame.Id, fmt.Sprint("remove-", i),
-			"activemq.subscriptionName", sn,
-			frame.Receipt, fmt.Sprint("rm", i))...)
-		b = append(b, "\n\x00"...)
-	}
-	if _, err := nc.Write(b); err != nil {
-		return err
-	}
-	fr := newFrameReader(nc)
-	for got := 0; got < len(subNames); {
-		f, err := fr.read()
-		if err != nil {
-			return err
-		}
-		switch f.Command {
-		case frame.ERROR:
-			return brokerError(brokertest.ActiveMQSTOMP.Addr, f)
-		case frame.RECEIPT:
-			got++
-		}
-	}
-	_, _ = nc.Write([]byte("DISCONNECT\n\n\x00"))
-	return nil
-}
-
-// cleanupDurable removes the durable subscription of stomp_durable_name
-// name when t ends, after the transports (cleanups run last in, first
-// out: call it first).
-func cleanupDurable(t testing.TB, name string) {
-	t.Cleanup(func() {
-		// The test may have removed it already (or never subscribed); the
-		// broker may take a moment to let go of the client-id of a
-		// transport just closed.
-		var err error
-		for range 20 {
-			err = removeDurable(name, name)
-			if err == nil || strings.Contains(err.Error(), "No durable subscription exists") {
-				return
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		t.Errorf("removing durable subscription %s (client-id %s): %v", name, name, err)
-	})
 }
 
 func recv(t *testing.T, ch <-chan *transport.Delivery, within time.Duration, what string) *transport.Delivery {
@@ -124,7 +60,7 @@ func TestDurableKeepsMessagesWhileAway(t *testing.T) {
 	name := durableName(t)
 	prefix := fmt.Sprintf("gofedmsg.durtest.%08x", rand.Uint32())
 	pats := []string{prefix + ".a.", prefix + ".b."} // fedmsg patterns: plain prefixes
-	cleanupDurable(t, name)
+	brokertest.CleanupActiveMQDurable(t, name, name)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -221,7 +157,7 @@ func TestDurableKeepsMessagesWhileAway(t *testing.T) {
 
 	// What the operator is told to do: remove the subscriptions; then
 	// nothing is kept for the name any more.
-	if err := removeDurable(name, name); err != nil {
+	if err := brokertest.RemoveActiveMQDurable(brokertest.ActiveMQSTOMP.Addr, name, name); err != nil {
 		t.Fatalf("removing the durable subscriptions: %v", err)
 	}
 	publishOne(t, pub, prefix+".a.after", "after removal")
@@ -243,7 +179,7 @@ func TestDurableRedelivery(t *testing.T) {
 	brokertest.Use(t, brokertest.ActiveMQSTOMP)
 	name := durableName(t)
 	prefix := fmt.Sprintf("gofedmsg.durtest.%08x", rand.Uint32())
-	cleanupDurable(t, name)
+	brokertest.CleanupActiveMQDurable(t, name, name)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pub := newT(t, testOptions(brokertest.ActiveMQSTOMP))

@@ -396,7 +396,7 @@ func amqpConsumer(b *testing.B, topic string) *arrivals {
 
 func stompDial(b *testing.B, broker brokertest.Broker) *gostomp.Conn {
 	b.Helper()
-	c, err := gostomp.Dial("tcp", broker.Addr, gostomp.ConnOpt.Host("/"), gostomp.ConnOpt.Login("guest", "guest"))
+	c, err := gostomp.Dial("tcp", broker.Addr, gostomp.ConnOpt.Host("/"), gostomp.ConnOpt.Login("guest", "guest"), gostomp.ConnOpt.Logger(brokertest.QuietSTOMP{}))
 	if err != nil {
 		b.Fatal(err)
 	}

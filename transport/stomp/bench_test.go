@@ -95,7 +95,7 @@ func BenchmarkRawEndToEnd(b *testing.B) {
 		b.Run(br.Name[:len(br.Name)-len(" STOMP")], func(b *testing.B) {
 			brokertest.Use(b, br)
 			dial := func() *gostomp.Conn {
-				c, err := gostomp.Dial("tcp", br.Addr, gostomp.ConnOpt.Host("/"), gostomp.ConnOpt.Login("guest", "guest"))
+				c, err := gostomp.Dial("tcp", br.Addr, gostomp.ConnOpt.Host("/"), gostomp.ConnOpt.Login("guest", "guest"), gostomp.ConnOpt.Logger(brokertest.QuietSTOMP{}))
 				if err != nil {
 					b.Fatal(err)
 				}

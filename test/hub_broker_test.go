@@ -16,21 +16,49 @@ import (
 	"github.com/gofedmsg/fedmsg/internal/brokertest"
 )
 
-// TestHubOverSTOMPQueue: with zmq_enabled false and stomp_queue, fedmsg
-// hub consumes only that queue (spec §9.4). A non-fedmsg body is wrapped
-// and handed over (spec §8.3 step 1); a consumer that fails gets the
-// message again (Nack on a queue redelivers), and succeeds.
+// TestHubOverSTOMPQueue: with zmq_enabled false and stomp_queue (on
+// RabbitMQ) or stomp_durable_name (on ActiveMQ), fedmsg hub consumes only
+// that queue or durable subscription (spec §9.4). A non-fedmsg body is
+// wrapped and handed over (spec §8.3 step 1); a consumer that fails gets
+// the message again (a Nack redelivers: a NACK on RabbitMQ, a reconnect on
+// ActiveMQ), and succeeds.
 func TestHubOverSTOMPQueue(t *testing.T) {
-	sb := stompBrokers[0] // RabbitMQ: /queue/<name> is durable, bound to every /topic/ message
-	brokertest.Use(t, sb.broker)
-	name := fmt.Sprintf("gofedmsg-hub-test-%08x", rand.Uint32())
-	t.Cleanup(func() {
-		if out, err := exec.Command("rabbitmqctl", "-q", "delete_queue", name).CombinedOutput(); err != nil {
-			t.Logf("rabbitmqctl delete_queue %s: %v: %s", name, err, out)
-		}
-	})
-	b, prefix := brokerBus(t, "FEDMSG_STOMP_URI="+sb.broker.Addr, "FEDMSG_STOMP_QUEUE=/queue/"+name)
-	conn, err := stomp.Dial("tcp", sb.broker.Addr, sb.login...)
+	for _, tc := range []struct {
+		sb    int    // index in stompBrokers
+		key   string // the configuration key that names the consumer
+		value func(name string) string
+		clean func(t *testing.T, name string) // removes it when t ends
+	}{
+		// RabbitMQ: /queue/<name> is durable, bound to every /topic/ message.
+		{0, "stomp_queue", func(name string) string { return "/queue/" + name }, func(t *testing.T, name string) {
+			t.Cleanup(func() {
+				if out, err := exec.Command("rabbitmqctl", "-q", "delete_queue", name).CombinedOutput(); err != nil {
+					t.Logf("rabbitmqctl delete_queue %s: %v: %s", name, err, out)
+				}
+			})
+		}},
+		// ActiveMQ: a durable subscription to every topic.
+		{1, "stomp_durable_name", func(name string) string { return name }, func(t *testing.T, name string) {
+			brokertest.CleanupActiveMQDurable(t, name, name)
+		}},
+	} {
+		sb := stompBrokers[tc.sb]
+		t.Run(sb.broker.Name, func(t *testing.T) {
+			brokertest.Use(t, sb.broker)
+			name := fmt.Sprintf("gofedmsg-hub-test-%08x", rand.Uint32())
+			tc.clean(t, name)
+			value := tc.value(name)
+			b, prefix := brokerBus(t, "FEDMSG_STOMP_URI="+sb.broker.Addr, "FEDMSG_"+strings.ToUpper(tc.key)+"="+value)
+			hubOverSTOMPConsumer(t, b, prefix, sb.broker.Addr, sb.login, tc.key+"="+value)
+		})
+	}
+}
+
+// hubOverSTOMPConsumer runs the hub on b (configured for one STOMP queue
+// or durable subscription, which it logs as logged) and checks what its
+// consumers get of messages a plain client sends to the broker at addr.
+func hubOverSTOMPConsumer(t *testing.T, b *bus, prefix, addr string, login []func(*stomp.Conn) error, logged string) {
+	conn, err := stomp.Dial("tcp", addr, login...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +83,8 @@ func TestHubOverSTOMPQueue(t *testing.T) {
 	}
 	hub := b.start("hub", "--config", cfg)
 	hub.waitStderr(t, "hub started")
-	if !strings.Contains(hub.stderr.String(), "stomp_queue=/queue/"+name) {
-		t.Errorf("hub did not say it consumes the queue:\n%s", hub.stderr.String())
+	if !strings.Contains(hub.stderr.String(), logged) {
+		t.Errorf("hub did not say what it consumes (%s):\n%s", logged, hub.stderr.String())
 	}
 	probeTopic := prefix + ".dev.e2e.probe"
 	deadline := time.Now().Add(30 * time.Second)

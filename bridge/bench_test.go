@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gofedmsg/fedmsg/transport"
-	"github.com/gofedmsg/fedmsg/transport/memory"
 )
 
 // BenchmarkRoute is the bridge's own cost per message, transports aside:
@@ -15,14 +14,7 @@ import (
 // dedup windows on) to an in-memory sink, the messages read off the sink
 // as they come. `go test -run '^$' -bench Route -benchmem ./bridge/`.
 func BenchmarkRoute(b *testing.B) {
-	src, err := memory.New(memory.Options{Buffer: 4096})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst, err := memory.New(memory.Options{Buffer: 4096})
-	if err != nil {
-		b.Fatal(err)
-	}
+	src, dst := newMemory(b), newMemory(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out, err := dst.Subscribe(ctx)
@@ -36,18 +28,7 @@ func BenchmarkRoute(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- br.Run(ctx) }()
-	select {
-	case <-br.Ready():
-	case err := <-errc:
-		b.Fatalf("Run: %v", err)
-	}
-	defer func() {
-		closeCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		_ = br.Close(closeCtx)
-	}()
+	start(b, br)
 
 	// Distinct envelopes of the benchmarks' size, made before the timer.
 	msgs := make([]*transport.Message, b.N)

@@ -12,7 +12,7 @@ import (
 	"github.com/gofedmsg/fedmsg/transport/memory"
 )
 
-func newMemory(t *testing.T) *memory.Transport {
+func newMemory(t testing.TB) *memory.Transport {
 	t.Helper()
 	m, err := memory.New(memory.Options{})
 	if err != nil {
@@ -70,7 +70,7 @@ func (s *stuck) Publish(ctx context.Context, _ ...*transport.Message) error {
 
 // start runs b in the background until the test ends, waits until every
 // route is subscribed, and returns Run's result channel.
-func start(t *testing.T, b *Bridge) <-chan error {
+func start(t testing.TB, b *Bridge) <-chan error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- b.Run(context.Background()) }()

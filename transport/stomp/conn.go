@@ -353,7 +353,7 @@ func (c *conn) subscribe(s *subscription) error {
 	if err := c.checkDurable(s); err != nil {
 		return err
 	}
-	if c.t.o.Queue != "" || c.t.o.DurableName != "" {
+	if c.t.o.oneConsumer() {
 		return c.subscribeQueue(s)
 	}
 	dests := subscribeDestinations(c.flavor, s.patterns)
@@ -490,7 +490,7 @@ func (c *conn) unsubscribe(s *subscription) {
 		return
 	}
 	var ids []string
-	if c.t.o.Queue != "" || c.t.o.DurableName != "" {
+	if c.t.o.oneConsumer() {
 		// The consumer of a durable subscription is closed (UNSUBSCRIBE
 		// without activemq.subscriptionName), never the subscription
 		// removed: ActiveMQ keeps collecting its messages for the next

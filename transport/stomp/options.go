@@ -64,6 +64,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// oneConsumer reports whether the connection consumes through one
+// individually acked consumer that keeps messages while away (a queue,
+// or an ActiveMQ durable subscription) rather than a plain topic
+// subscription per local subscription.
+func (o Options) oneConsumer() bool { return o.Queue != "" || o.DurableName != "" }
+
 // Validate reports every option that cannot work, each error naming the
 // option (and the fedmsg key it comes from) and wrapping ErrInvalidOptions.
 func (o Options) Validate() error {

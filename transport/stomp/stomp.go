@@ -92,7 +92,7 @@ func newTransport(o Options, h hooks) (*Transport, error) {
 // acked individually): plain topic subscriptions are the broker's
 // transient queues.
 func (t *Transport) Capabilities() transport.Capabilities {
-	q := t.o.Queue != "" || t.o.DurableName != ""
+	q := t.o.oneConsumer()
 	return transport.Capabilities{Confirms: true, Ordered: true, Redelivery: q, Durable: q}
 }
 
@@ -603,7 +603,7 @@ func (t *Transport) dispatch(c *conn, f *frame.Frame) {
 	subID := f.Header.Get(frame.Subscription)
 	m, ok := messageFromFrame(f, c.flavor)
 	source := "stomp://" + c.addr + f.Header.Get(frame.Destination)
-	if t.o.Queue == "" && t.o.DurableName == "" {
+	if !t.o.oneConsumer() {
 		c.mu.Lock()
 		s := c.subIDs[subID]
 		c.mu.Unlock()

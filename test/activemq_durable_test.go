@@ -27,8 +27,7 @@ func TestSIGTERMMidStreamLosesNothingFromAnActiveMQDurableSubscription(t *testin
 	brokertest.Use(t, brokertest.ActiveMQSTOMP)
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
-	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
-	topic := prefix + ".dev.shutdown.m"
+	prefix, topic, bodies := shutdownStream(n)
 	dstX := privateExchange(t)
 	sink := amqpReceived(plainAMQPConsumerOn(t, rabbitURL(), dstX, "#"))
 
@@ -40,7 +39,6 @@ func TestSIGTERMMidStreamLosesNothingFromAnActiveMQDurableSubscription(t *testin
 	brokertest.CleanupActiveMQDurable(t, name, name)
 	makeDurable(t, name, prefix+".")
 
-	bodies := shutdownBodies(prefix, topic, n)
 	conn, err := gostomp.Dial("tcp", brokertest.ActiveMQSTOMP.Addr)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", brokertest.ActiveMQSTOMP.Addr, err)

@@ -26,8 +26,7 @@ func TestSIGTERMMidStreamLosesNothingFromASTOMPQueue(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitSTOMP)
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
-	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
-	topic := prefix + ".dev.shutdown.m"
+	prefix, topic, bodies := shutdownStream(n)
 	dstX := privateExchange(t)
 	// The queue stomp_queue names, declared (and deleted at the end) by
 	// the test before anything is sent, so the messages wait in it: a
@@ -37,7 +36,6 @@ func TestSIGTERMMidStreamLosesNothingFromASTOMPQueue(t *testing.T) {
 	queue, qch := durableQueue(t, "amq.topic", prefix+".#")
 	sink := amqpReceived(plainAMQPConsumerOn(t, rabbitURL(), dstX, "#"))
 
-	bodies := shutdownBodies(prefix, topic, n)
 	conn, err := stomp.Dial("tcp", brokertest.RabbitSTOMP.Addr, stompBrokers[0].login...)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", brokertest.RabbitSTOMP.Addr, err)
@@ -79,13 +77,11 @@ func TestSIGTERMMidStreamLosesNothingIntoSTOMP(t *testing.T) {
 	brokertest.Use(t, brokertest.RabbitSTOMP)
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
-	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
-	topic := prefix + ".dev.shutdown.m"
+	prefix, topic, bodies := shutdownStream(n)
 	srcX := privateExchange(t)
 	queue, qch := durableQueue(t, srcX, prefix+".#")
 	sink := plainSTOMPConsumer(t, brokertest.RabbitSTOMP, stompBrokers[0].login, prefix)
 
-	bodies := shutdownBodies(prefix, topic, n)
 	publishConfirmed(t, srcX, topic, bodies)
 
 	sigtermMidStream(t, b, topic, bodies, midStreamRoute{

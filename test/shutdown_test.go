@@ -81,13 +81,11 @@ func TestSIGTERMMidStreamLosesNothingOnAnAtLeastOnceRoute(t *testing.T) {
 	const n = 5000
 	brokertest.Use(t, brokertest.RabbitAMQP)
 	b := newBus(t)
-	prefix := fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
-	topic := prefix + ".dev.shutdown.m"
+	prefix, topic, bodies := shutdownStream(n)
 	srcX, dstX := privateExchange(t), privateExchange(t)
 	queue, qch := durableQueue(t, srcX, prefix+".#")
 	sink := amqpReceived(plainAMQPConsumerOn(t, rabbitURL(), dstX, "#"))
 
-	bodies := shutdownBodies(prefix, topic, n)
 	publishConfirmed(t, srcX, topic, bodies)
 
 	sigtermMidStream(t, b, topic, bodies, midStreamRoute{
@@ -235,13 +233,16 @@ func sigtermMidStream(t *testing.T, b *bus, topic string, bodies [][]byte, r mid
 	}
 }
 
-// shutdownBodies returns n envelopes on topic, msg_ids <prefix>-00000...
-func shutdownBodies(prefix, topic string, n int) [][]byte {
-	bodies := make([][]byte, n)
+// shutdownStream returns a topic prefix of the test's own, a topic under
+// it and n envelopes on that topic, msg_ids <prefix>-00000...
+func shutdownStream(n int) (prefix, topic string, bodies [][]byte) {
+	prefix = fmt.Sprintf("org.shutdown%d", time.Now().UnixNano())
+	topic = prefix + ".dev.shutdown.m"
+	bodies = make([][]byte, n)
 	for i := range bodies {
 		bodies[i] = fmt.Appendf(nil, `{"msg":{"n":%d},"msg_id":"%s-%05d","topic":"%s"}`, i, prefix, i, topic)
 	}
-	return bodies
+	return prefix, topic, bodies
 }
 
 // queueBacklog returns how many messages queue holds now.
